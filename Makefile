@@ -1,0 +1,59 @@
+# remsim-supervisor: build, test and demo.
+#
+# `make test` runs the whole suite twice: once against the newest libraries on
+# PyPI and once against the versions OpenWrt 24.10 ships. Each library set has
+# its own virtual environment under .venv/, created on first use.
+
+PYTHON      ?= python3
+VENV_NEWEST := .venv/newest
+VENV_OWRT   := .venv/openwrt-24.10
+PYTEST_ARGS ?=
+
+.PHONY: test test-newest test-openwrt venvs bootstrap demo ipk lint bench clean
+
+test: bootstrap venvs
+	$(MAKE) --no-print-directory test-newest
+	$(MAKE) --no-print-directory test-openwrt
+
+test-newest: $(VENV_NEWEST)/.stamp
+	@echo "== suite with the newest libraries"
+	$(VENV_NEWEST)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-openwrt: $(VENV_OWRT)/.stamp
+	@echo "== suite with the OpenWrt 24.10 libraries"
+	$(VENV_OWRT)/bin/python -m pytest $(PYTEST_ARGS)
+
+bootstrap:
+	@sh scripts/bootstrap-host.sh
+
+venvs: $(VENV_NEWEST)/.stamp $(VENV_OWRT)/.stamp
+
+$(VENV_NEWEST)/.stamp: setup.cfg pyproject.toml requirements-dev.txt
+	rm -rf $(VENV_NEWEST)
+	$(PYTHON) -m venv $(VENV_NEWEST)
+	$(VENV_NEWEST)/bin/pip install -q --upgrade pip
+	$(VENV_NEWEST)/bin/pip install -q --upgrade -e . -r requirements-dev.txt
+	$(VENV_NEWEST)/bin/pip freeze > $(VENV_NEWEST)/freeze.txt
+	touch $@
+
+$(VENV_OWRT)/.stamp: setup.cfg pyproject.toml requirements-dev.txt constraints/openwrt-24.10.txt
+	rm -rf $(VENV_OWRT)
+	$(PYTHON) -m venv $(VENV_OWRT)
+	$(VENV_OWRT)/bin/pip install -q --upgrade pip
+	$(VENV_OWRT)/bin/pip install -q -c constraints/openwrt-24.10.txt -e . -r requirements-dev.txt
+	$(VENV_OWRT)/bin/pip freeze > $(VENV_OWRT)/freeze.txt
+	touch $@
+
+lint: $(VENV_NEWEST)/.stamp
+	$(VENV_NEWEST)/bin/pip install -q ruff mypy
+	$(VENV_NEWEST)/bin/ruff check remsim_supervisor
+	$(VENV_NEWEST)/bin/mypy remsim_supervisor
+
+ipk:
+	$(PYTHON) scripts/build_ipk.py --out dist
+
+bench: bootstrap $(VENV_NEWEST)/.stamp
+	$(VENV_NEWEST)/bin/python bench/idle_cpu.py
+
+clean:
+	rm -rf .venv build dist *.egg-info

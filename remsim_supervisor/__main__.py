@@ -1,0 +1,3 @@
+from remsim_supervisor.cli import main
+
+main()

@@ -1,0 +1,43 @@
+"""The human form of ``remsim-supervisor status``: the JSON status on one screen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _signal(signal: dict[str, Any]) -> str:
+    if not signal:
+        return "-"
+    order = ("rssi_dbm", "rsrp_dbm", "rsrq_db", "sinr_db", "rscp_dbm", "ecio_db")
+    parts = []
+    for key in order + tuple(sorted(k for k in signal if k not in order)):
+        if key in signal and key != "mode":
+            unit = "dBm" if key.endswith("_dbm") else "dB"
+            name = key.rsplit("_", 1)[0].upper()
+            parts.append(f"{name} {signal[key]:g} {unit}" if isinstance(signal[key], (int, float))
+                         else f"{name} {signal[key]}")
+    return ", ".join(parts) or "-"
+
+
+def render(status: dict[str, Any]) -> str:
+    lines = [f"remsim-supervisor {status.get('version', '?')}, pid {status.get('pid', '?')}, "
+             f"up {status.get('uptime_s', 0):.0f} s"]
+    grace = status.get("grace")
+    if grace:
+        remaining = grace.get("remaining_s")
+        lines.append(f"grace     {remaining if remaining is not None else '-'} s left of "
+                     f"{grace.get('period_s')} s")
+    lines.append("")
+    lines.append(f"{'modem':<10} {'role':<8} {'model':<8} {'state':<11} {'reg':<9} "
+                 f"{'tech':<6} {'operator':<14} {'SIM':<12} port")
+    for m in status.get("modems", []):
+        sim = (m.get("sim") or {}).get("state") or "-"
+        lines.append(
+            f"{m.get('name', '?'):<10} {m.get('role', '?'):<8} {str(m.get('model') or '-'):<8} "
+            f"{m.get('state', '?'):<11} {str(m.get('registration') or '-'):<9} "
+            f"{str(m.get('access_tech') or '-'):<6} {str(m.get('operator') or '-')[:14]:<14} "
+            f"{sim:<12} {m.get('at_port') or '-'}"
+        )
+        lines.append(f"{'':<10} signal: {_signal(m.get('signal') or {})}; "
+                     f"data {m.get('device') or '-'} {m.get('link') or '-'}; {m.get('reason', '')}")
+    return "\n".join(lines)
