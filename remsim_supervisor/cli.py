@@ -152,16 +152,19 @@ def status(config_path: str, as_json: bool) -> None:
 
 
 @cli.group()
-def modem() -> None:
-    """Act on one modem through the daemon."""
+@click.argument("name")
+@click.pass_context
+def modem(ctx: click.Context, name: str) -> None:
+    """Act on one modem through the daemon: modem NAME at "CMD"."""
+    ctx.obj = name
 
 
 @modem.command("at")
 @config_option
-@click.argument("name")
 @click.argument("command")
 @click.option("--timeout", type=float, default=None, help="Seconds to wait for the answer.")
-def modem_at(config_path: str, name: str, command: str, timeout: float | None) -> None:
+@click.pass_obj
+def modem_at(name: str, config_path: str, command: str, timeout: float | None) -> None:
     """Send one AT command through the daemon's own port handling."""
     wait = (timeout or 10.0) + 5.0
     answer = ask(config_path, {"cmd": "at", "modem": name, "command": command,

@@ -144,7 +144,6 @@ class Daemon:
 
     async def _stop_modem(self, name: str) -> None:
         task = self.tasks.pop(name, None)
-        self.runners.pop(name, None)
         if task is not None:
             task.cancel()
             await asyncio.wait({task}, timeout=STOP_BUDGET_S)
@@ -171,15 +170,17 @@ class Daemon:
         old_modems = {mc.name: mc for mc in old.modems}
         new_modems = {mc.name: mc for mc in new.modems}
         changed = []
-        for name, mc in old_modems.items():
-            if new_modems.get(name) != mc:
-                await self._stop_modem(name)
-                changed.append(name)
-        for name, mc in new_modems.items():
-            if old_modems.get(name) != mc:
-                self._start_modem(mc)
-                if name not in changed:
-                    changed.append(name)
+        for name in sorted(set(old_modems) | set(new_modems)):
+            if old_modems.get(name) == new_modems.get(name):
+                continue
+            changed.append(name)
+            # The old runner stays visible in status until its successor is in
+            # place, so a reload never makes a configured modem disappear.
+            await self._stop_modem(name)
+            if name in new_modems:
+                self._start_modem(new_modems[name])
+            else:
+                self.runners.pop(name, None)
         message = f"configuration reloaded; restarted: {', '.join(changed) or 'nothing'}"
         log.info(message)
         return True, message

@@ -134,6 +134,10 @@ def test_write_to_a_port_that_never_drains_times_out(pair: tuple[int, str], tmp_
 def test_uucp_lock_of_a_live_program_is_honoured(pair: tuple[int, str], tmp_path: Path) -> None:
     _master, path = pair
     holder = subprocess.Popen(["sleep", "30"])
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{holder.pid}/comm").read_text().strip() != "sleep":
+        assert time.monotonic() < deadline, "sleep did not start"
+        time.sleep(0.01)
     try:
         lock = UucpLock(path, str(tmp_path))
         Path(lock.path).write_text(f"{holder.pid:10d}\n")
@@ -205,8 +209,9 @@ def test_network_scan_is_refused(pair: tuple[int, str], tmp_path: Path) -> None:
         await port.open()
         with pytest.raises(ValueError, match="never sent"):
             await AtChannel(port).command("at+cops=?", timeout=1.0)
+        await asyncio.sleep(0.05)
+        with pytest.raises(BlockingIOError):
+            os.read(master, 100)  # nothing was written to the modem
         await port.close()
 
     asyncio.run(main())
-    with pytest.raises(BlockingIOError):
-        os.read(master, 100)  # nothing was written to the modem
