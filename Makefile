@@ -8,8 +8,12 @@ PYTHON      ?= python3
 VENV_NEWEST := .venv/newest
 VENV_OWRT   := .venv/openwrt-24.10
 PYTEST_ARGS ?=
+.DEFAULT_GOAL := test
 
 .PHONY: test test-newest test-openwrt venvs bootstrap demo ipk lint bench clean
+
+demo: bootstrap $(VENV_NEWEST)/.stamp
+	$(VENV_NEWEST)/bin/python -m remsim_supervisor.lab.demo
 
 test: bootstrap venvs
 	$(MAKE) --no-print-directory test-newest

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -95,6 +96,9 @@ def cli() -> None:
 @click.option("--log-stderr", is_flag=True, help="Also log to stderr (running in a terminal).")
 def run(config_path: str, log_stderr: bool) -> None:
     """Run the daemon in the foreground (procd starts it)."""
+    # procd's reload sends SIGHUP; until the daemon's handler is installed a
+    # SIGHUP would kill the process (Python's default), so ignore it first.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     logsetup.setup("info", to_stderr=log_stderr)
     log = logging.getLogger("remsim_supervisor")
     try:
@@ -191,6 +195,8 @@ def hotplug(config_path: str, subsystem: str) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["run"]:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # see run(); as early as we can
     logsetup.setup("warning")
     try:
         cli(prog_name="remsim-supervisor")

@@ -38,6 +38,27 @@ _SYSLOG_PRIORITY = {
 }
 
 
+# musl's syslog(3), OpenWrt's libc, cuts a message at 1024 bytes including
+# its header (priority, timestamp, ident, pid): longer lines are sent in parts.
+MAX_PART = 900
+
+
+def split_for_syslog(line: str, limit: int = MAX_PART) -> list[str]:
+    """Cut one line into parts of at most ``limit`` UTF-8 bytes, never inside a character."""
+    data = line.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return [line]
+    parts = []
+    while data:
+        cut = min(limit, len(data))
+        while cut < len(data) and (data[cut] & 0xC0) == 0x80:
+            cut -= 1  # back off to a character boundary
+        parts.append(data[:cut].decode("utf-8", "replace"))
+        data = data[cut:]
+    total = len(parts)
+    return [f"[{i}/{total}] {part}" for i, part in enumerate(parts, 1)]
+
+
 class SyslogHandler(logging.Handler):
     """Hands each record to libc syslog(3); one record is one syslog line."""
 
@@ -51,7 +72,8 @@ class SyslogHandler(logging.Handler):
             priority = _SYSLOG_PRIORITY.get(record.levelno, syslog.LOG_INFO)
             # A record is one line in logread: fold any embedded newlines.
             for line in message.splitlines() or [""]:
-                syslog.syslog(priority, line)
+                for part in split_for_syslog(line):
+                    syslog.syslog(priority, part)
         except Exception:  # pragma: no cover - logging must never kill the caller
             self.handleError(record)
 

@@ -93,3 +93,14 @@ def test_hotplug_without_daemon_is_quiet_and_succeeds(tmp_path: Path) -> None:
     result = cli("hotplug", "usb", "-c", str(config), env={"ACTION": "add"})
     assert result.returncode == 0
     assert result.stdout == result.stderr == ""
+
+
+def test_long_log_lines_are_split_for_musl_syslog() -> None:
+    from remsim_supervisor.log import MAX_PART, split_for_syslog
+
+    assert split_for_syslog("short") == ["short"]
+    line = "é" * 1000  # 2000 bytes of two-byte characters
+    parts = split_for_syslog(line)
+    assert len(parts) == 3
+    assert all(len(p.encode()) <= MAX_PART + len("[1/3] ") for p in parts)
+    assert "".join(p.split(" ", 1)[1] for p in parts) == line
