@@ -150,3 +150,9 @@ def test_every_state_is_reachable() -> None:
         f, _ = run(*events)
         seen.add(f.state)
     assert seen == set(m.STATES)
+
+
+def test_an_absent_modem_keeps_its_identity_for_status() -> None:
+    f, _ = run(*PROBED, m.SimState("ready"), HOME_LTE, m.PortLost("hang-up"),
+               m.NotFound("no modem at USB path 1-2"))
+    assert (f.state, f.profile, f.model_name, f.imei) == ("absent", "ec25", "EC25", "123456789012345")

@@ -51,7 +51,10 @@ def main() -> int:
         demo = Demo(rig)
         rig.plug("modem1")
         rig.plug("modem2")
-        demo.step("start the daemon over two emulated modems", rig.start_daemon,
+        # Registration is polled every 5 s here (30 s on a router) so that a
+        # wedge that only a poll can notice shows up within the demo.
+        start = lambda: rig.start_daemon(env={"REMSIM_SUPERVISOR_POLL_INTERVAL": "5"})  # noqa: E731
+        demo.step("start the daemon over two emulated modems", start,
                   lambda s: all(m["state"] == "registered" for m in s["modems"]))
         demo.step("unplug the IoT modem (USB gone)", lambda: rig.unplug("modem2"),
                   state(rig, "modem2", "absent"))

@@ -312,14 +312,17 @@ def step(f: ModemFacts, event: Event) -> tuple[ModemFacts, list[Action]]:
     actions: list[Action] = []
     g = f
     if isinstance(event, NotFound):
+        # What the modem is stays known while it is away (status shows it).
         g = replace(ModemFacts(), reason=event.reason, link_up=f.link_up,
-                    state=f.state, changes=f.changes)
+                    state=f.state, changes=f.changes, profile=f.profile,
+                    manufacturer=f.manufacturer, model_name=f.model_name,
+                    revision=f.revision, imei=f.imei)
     elif isinstance(event, PortLost):
         # Everything learnt over the port is stale once it is gone.
         g = replace(ModemFacts(), reason=event.reason, link_up=f.link_up,
                     state=f.state, changes=f.changes, profile=f.profile,
                     manufacturer=f.manufacturer, model_name=f.model_name,
-                    recovering=f.recovering)
+                    revision=f.revision, imei=f.imei, recovering=f.recovering)
     elif isinstance(event, PortOpened):
         g = replace(f, at_port=event.at_port, probed=False, sim_lock=None,
                     registrations=(), timeouts=0, reason="")

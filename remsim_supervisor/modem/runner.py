@@ -237,11 +237,12 @@ class ModemRunner:
                 if self._refresh_sim or self.facts.sim_lock != "ready":
                     self._refresh_sim = False
                     await self._check_sim(ch)
-                if self.facts.sim_lock == "ready":
+                if self.facts.sim_lock == "ready" and not self.facts.timeouts:
                     self._refresh_net = False
                     await self._poll_network(ch)
                 else:
                     self._refresh_net = False
+                await self._confirm_alive(ch)
             if not self._reprobe:
                 await self._pause(backoff)
                 backoff = min(backoff * 2, self.settings.probe_backoff_max)
@@ -348,16 +349,33 @@ class ModemRunner:
                 break
         self.apply(m.SubscriberIds(imsi=imsi, iccid=iccid))
 
+    async def _confirm_alive(self, ch: AtChannel) -> None:
+        """After a timeout, ask plain ``AT`` until it answers or the modem counts as wedged.
+
+        The rest of a poll cycle is not worth waiting out command by command:
+        a short liveness check decides within seconds whether the port is dead.
+        """
+        while 0 < self.facts.timeouts < m.WEDGED_AFTER:
+            await self._cmd(ch, "AT", timeout=min(self._timeout(), 3.0))
+
     async def _poll_network(self, ch: AtChannel) -> None:
         assert self.profile is not None
         for command in self.profile.registration_commands:
-            for line in _lines(await self._cmd(ch, command)):
+            r = await self._cmd(ch, command)
+            if r is None:
+                return  # timed out: the caller checks the port is alive
+            for line in _lines(r):
                 self._apply_registration(line)
-        cops = parsers.parse_cops(" ".join(_lines(await self._cmd(ch, self.profile.operator_command))))
+        r = await self._cmd(ch, self.profile.operator_command)
+        if r is None:
+            return
+        cops = parsers.parse_cops(" ".join(_lines(r)))
         if cops is not None:
             self.apply(m.OperatorReport(cops.operator, _tech(cops.access_tech)))
         for command in self.profile.signal_commands:
             r = await self._cmd(ch, command)
+            if r is None:
+                return
             values = _signal_values(_lines(r)) if r is not None and r.ok else ()
             if values:
                 self.apply(m.SignalReport(values))
