@@ -37,8 +37,11 @@ def test_two_modems_register_unplug_and_come_back(rig: Rig) -> None:
     rig.plug("modem1")
     rig.plug("modem2")
     rig.start_daemon()
+    # Registration is published as soon as it is known; the signal of the same
+    # poll follows a moment later.
     status = rig.wait_for(
-        lambda s: all(m["state"] == "registered" for m in s["modems"]), 30, "both registered")
+        lambda s: all(m["state"] == "registered" and m["signal"] and m["operator"]
+                      for m in s["modems"]), 30, "both registered, with signal")
 
     m1, m2 = rig.modem_status("modem1", status), rig.modem_status("modem2", status)
     assert (m1["role"], m1["model"], m2["role"], m2["model"]) == ("primary", "ec25", "iot", "fm350gl")

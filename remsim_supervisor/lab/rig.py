@@ -28,6 +28,7 @@ from typing import Any
 
 from remsim_supervisor import control
 from remsim_supervisor.discovery import Discovery
+from remsim_supervisor.gpio import SIM_GPIO_ENV, ResetWatcher, SimGpio
 from remsim_supervisor.lab.emulator import ModemEmulator
 from remsim_supervisor.lab.fakesysfs import FakeSysfs
 
@@ -43,6 +44,15 @@ class RigModem:
     options: dict[str, str] = field(default_factory=dict)
     emulator: ModemEmulator | None = None
     tty: str | None = None
+    reset_watcher: ResetWatcher | None = None
+
+    @property
+    def sim_line(self) -> str:
+        return f"{self.name}_sim"
+
+    @property
+    def reset_line(self) -> str:
+        return f"{self.name}_reset"
 
 
 def default_modems() -> list[RigModem]:
@@ -69,6 +79,10 @@ class Rig:
         self.ionmesh_url = ionmesh_url
         self.daemon: subprocess.Popen[bytes] | None = None
         self._log_file: Any = None
+        # Simulated SIM-switch and reset lines, one pair per modem: a reset
+        # pulse on a modem's line reboots its emulator, as the pin would.
+        self.gpio_root = self.root / "gpio"
+        self.gpio = SimGpio(str(self.gpio_root))
 
     # -- modems -------------------------------------------------------------
 
@@ -85,6 +99,9 @@ class Rig:
             options = {**self.emulator_options, **emulator_options}
             modem.emulator = ModemEmulator(modem.dialect, link=link, **options)
             modem.emulator.start()
+            emulator = modem.emulator
+            modem.reset_watcher = ResetWatcher(self.gpio, modem.reset_line,
+                                               lambda: emulator.hardware_reset())
         else:
             modem.emulator.plug(new_link=link)
         return link
@@ -116,7 +133,9 @@ class Rig:
         ]
         for modem in self.modems.values():
             lines += [f"config modem '{modem.name}'", f"\toption role '{modem.role}'",
-                      f"\toption usb_path '{modem.usb_path}'"]
+                      f"\toption usb_path '{modem.usb_path}'",
+                      f"\toption sim_gpio 'sim:{modem.sim_line}'",
+                      f"\toption reset_gpio 'sim:{modem.reset_line}'"]
             lines += [f"\toption {k} '{v}'" for k, v in modem.options.items()]
             lines.append("")
         self.config_path.write_text("\n".join(lines) + "\n" + extra)
@@ -129,6 +148,7 @@ class Rig:
             "REMSIM_SUPERVISOR_SYSFS": self.sysfs.sysfs_root,
             "REMSIM_SUPERVISOR_DEV": self.sysfs.dev_root,
             "REMSIM_SUPERVISOR_LOCK_DIR": str(self.lock_dir),
+            SIM_GPIO_ENV: str(self.gpio_root),
             "PYTHONUNBUFFERED": "1",
         })
         return env
@@ -208,6 +228,9 @@ class Rig:
             self.stop_daemon()
         finally:
             for modem in self.modems.values():
+                if modem.reset_watcher is not None:
+                    modem.reset_watcher.stop()
+                    modem.reset_watcher = None
                 if modem.emulator is not None:
                     modem.emulator.stop()
                     modem.emulator = None
