@@ -1,11 +1,13 @@
 #!/bin/sh
 # Installs the host tools the suite uses (iproute2 for network namespaces,
+# nftables so that the kernel tracks connections in the conntrack tests,
 # busybox for the init-script tests, shellcheck), when they are missing.
 # Runs as root on Debian; elsewhere it only reports what is missing.
 set -eu
 
 missing=""
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+command -v nft >/dev/null 2>&1 || missing="$missing nftables"
 command -v busybox >/dev/null 2>&1 || missing="$missing busybox"
 command -v shellcheck >/dev/null 2>&1 || missing="$missing shellcheck"
 
