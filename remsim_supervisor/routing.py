@@ -377,22 +377,39 @@ class Router:
     """Reconciles the pin rules and the path route of one table of our own."""
 
     def __init__(self, table: int = DEFAULT_TABLE, priority: int = DEFAULT_PRIORITY, *,
-                 netns: str | None = None) -> None:
+                 netns: str | None = None, mark: int | None = None) -> None:
         self.table = check_table(table)
         self.priority = check_priority(priority)
         self.netns = netns
+        # Packets the supervisor itself sends (heartbeats, its own DNS queries)
+        # carry this firewall mark (SO_MARK); one rule per family sends them to
+        # our table, whatever their destination.
+        if mark is not None and not 0 < mark < 1 << 32:
+            raise RoutingError(f"firewall mark must be from 1 to 0xffffffff, not {mark!r}")
+        self.mark = mark
         self._ipr: Any = None
         self._lock = threading.RLock()
 
     # --- the public operations ---------------------------------------------------------------
 
-    def reconcile(self, pins: Iterable[str], path: PathSpec | None) -> Changes:
-        """Make the kernel hold exactly one rule per pin and the route of ``path``."""
+    def reconcile(self, pins: Iterable[str], path: PathSpec | None,
+                  standby: Iterable[PathSpec] = ()) -> Changes:
+        """Make the kernel hold exactly one rule per pin and the route of ``path``.
+
+        ``standby`` paths get a default route too, each with a higher metric:
+        unbound traffic takes ``path``, while a socket bound to a standby
+        path's device (SO_BINDTODEVICE: a failback attempt, ``test-heartbeat
+        --via``) finds its own route in the same table.
+        """
         wanted = self._wanted_pins(pins)
+        standby = [p for p in standby if path is None or p.device != path.device]
         with self._lock:
             before = self._owned_texts()
             for _ in range(_PASSES):
-                if not self._step(wanted, self._wanted_routes(path)):
+                routes = self._wanted_routes(path)
+                for offset, extra in enumerate(standby, 1):
+                    routes += self._wanted_routes(extra, offset)
+                if not self._step(wanted, routes):
                     break
             else:
                 raise RoutingError(f"table {self.table} / pref {self.priority} did not settle "
@@ -509,7 +526,7 @@ class Router:
                 wanted.append((family, str(address)))
         return wanted
 
-    def _wanted_routes(self, path: PathSpec | None) -> list[_Route]:
+    def _wanted_routes(self, path: PathSpec | None, metric_offset: int = 0) -> list[_Route]:
         if path is None:
             return []
         index = self._index(path.device)
@@ -526,7 +543,7 @@ class Router:
             routes.append(_Route(
                 family=family, table=self.table, dst=None, dst_len=0,
                 gateway=_canonical(gateway), oif=index, device=path.device,
-                metric=_METRIC[family], proto=RT_PROTO,
+                metric=_METRIC[family] + metric_offset, proto=RT_PROTO,
                 scope=_RT_SCOPE_UNIVERSE if gateway or family == socket.AF_INET6
                 else _RT_SCOPE_LINK,
                 type=_RTN_UNICAST))
@@ -538,14 +555,19 @@ class Router:
         """Apply one round of differences; False when there was nothing to do."""
         rules, routes = self._rules(), self._routes()
         kept_pins: set[tuple[int, str]] = set()
+        kept_marks: set[int] = set()
         stale_rules: list[_Rule] = []
         for rule in rules:
             key = (rule.family, rule.pin or "")
             if rule.pin is not None and key in pins and key not in kept_pins:
                 kept_pins.add(key)
+            elif self._is_mark_rule(rule) and rule.family not in kept_marks:
+                kept_marks.add(rule.family)
             else:
                 stale_rules.append(rule)  # a duplicate, a stale pin, or not our shape
         missing_pins = [key for key in pins if key not in kept_pins]
+        missing_marks = ([f for f in _FAMILIES if f not in kept_marks]
+                         if self.mark is not None else [])
         kept_routes: list[_Route] = []
         missing_routes: list[_Route] = []
         for want in wanted_routes:
@@ -555,7 +577,7 @@ class Router:
             else:
                 kept_routes.append(match)
         stale_routes = [r for r in routes if r not in kept_routes]
-        if not (stale_rules or missing_pins or missing_routes or stale_routes):
+        if not (stale_rules or missing_pins or missing_marks or missing_routes or stale_routes):
             return False
         # Additions before removals, the route before the rules: a replace swaps
         # the path atomically (no instant with an empty table), a new pin's rule
@@ -568,6 +590,11 @@ class Router:
             self._call(f"add {rule.text()}", self._socket().rule, "add", family=family,
                        dst=address, dst_len=_HOST_LEN[family], table=self.table,
                        priority=self.priority, protocol=RT_PROTO, action="FR_ACT_TO_TBL")
+        for family in missing_marks:
+            self._call(f"add rule fwmark {self.mark:#x} lookup {self.table}", self._socket().rule,
+                       "add", family=family, fwmark=self.mark, fwmask=self.mark,
+                       table=self.table, priority=self.priority, protocol=RT_PROTO,
+                       action="FR_ACT_TO_TBL")
         if missing_routes:
             return True  # read again: a replace may have displaced a stale route
         for rule in stale_rules:
@@ -575,6 +602,11 @@ class Router:
         for route in stale_routes:
             self._delete_route(route)
         return True
+
+    def _is_mark_rule(self, rule: _Rule) -> bool:
+        if self.mark is None or rule.dst is not None or rule.protocol not in (None, RT_PROTO):
+            return False
+        return dict(rule.selectors) == {"fwmark": self.mark, "fwmask": self.mark}
 
     def _delete_rule(self, rule: _Rule) -> None:
         self._call(f"remove {rule.text()}", self._socket().rule, "del",

@@ -555,3 +555,68 @@ def test_changes_read_well() -> None:
     assert not Changes()
     assert str(Changes(("rule to 1.2.3.4 lookup 240 pref 90",), ("route x",))) == \
         "+rule to 1.2.3.4 lookup 240 pref 90; -route x"
+
+
+# --- standby paths and the supervisor's own marked traffic ------------------------------------
+
+PRIMARY4 = PathSpec("primary", "wwan0", "10.251.1.1")
+MARK = 0x10000000
+
+
+def bound_source_seen_by(lab: Lab, destination: str, device: str, mark: int | None = None) -> str:
+    """Like source_seen_by, from a socket bound to ``device`` (and marked)."""
+    server = subprocess.Popen(
+        exec_in(lab.cloud, sys.executable, "-c",
+                "import socket\n"
+                f"s = socket.create_server(({destination!r}, 7001))\n"
+                "print('ready', flush=True)\n"
+                "c, peer = s.accept()\n"
+                "print(peer[0], flush=True)\n"),
+        stdout=subprocess.PIPE, text=True)
+    client = (
+        "import socket\n"
+        "s = socket.socket()\n"
+        f"s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, {device.encode()!r})\n"
+        + (f"s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, {mark})\n" if mark else "")
+        + f"s.settimeout(5)\ns.connect(({destination!r}, 7001))\ns.close()\n")
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "ready"
+        subprocess.run(exec_in(lab.router, sys.executable, "-c", client), check=True, timeout=10)
+        return server.stdout.readline().strip()
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_standby_route_serves_sockets_bound_to_its_device(lab: Lab, router: Router) -> None:
+    changes = router.reconcile([PIN], PRIMARY4, standby=[IOT4])
+    assert "route default via 10.251.2.1 dev wwan1 table 240 metric 1" in changes.added
+    assert "dev wwan0 table 240" in lab.route_get(PIN)  # unbound: the active path
+    bound = lab.ip("-4", "route", "get", PIN, "oif", "wwan1").splitlines()[0]
+    assert "via 10.251.2.1 dev wwan1 table 240" in bound
+    assert bound_source_seen_by(lab, PIN, "wwan1") == "10.251.2.2"
+    assert not router.reconcile([PIN], PRIMARY4, standby=[IOT4])
+    # Swapping active and standby swaps the metrics, nothing else.
+    router.reconcile([PIN], IOT4, standby=[PRIMARY4])
+    assert "dev wwan1 table 240" in lab.route_get(PIN)
+    assert lab.ours()[2] == [
+        f"default via 10.251.2.1 dev wwan1 table 240 proto {RT_PROTO} ",
+        f"default via 10.251.1.1 dev wwan0 table 240 proto {RT_PROTO} metric 1 ",
+    ]
+
+
+def test_marked_traffic_follows_our_table_whatever_its_destination(lab: Lab) -> None:
+    with Router(240, 90, netns=lab.router, mark=MARK) as marked:
+        changes = marked.reconcile([PIN], IOT4)
+        assert f"rule fwmark {MARK:#x}/{MARK:#x} lookup 240 pref 90" in changes.added
+        # An unpinned address: marked packets take our path, others main.
+        assert "dev wwan1 table 240" in lab.ip("-4", "route", "get", OTHER, "mark",
+                                               hex(MARK)).splitlines()[0]
+        assert "dev wwan0" in lab.route_get(OTHER)
+        assert bound_source_seen_by(lab, OTHER, "wwan1", mark=MARK) == "10.251.2.2"
+        assert not marked.reconcile([PIN], IOT4)
+        rules = [line for line in lab.state().splitlines() if "fwmark 0x10000000" in line]
+        assert len(rules) == 2  # one per family
+        marked.clear()
+        assert not [line for line in lab.state().splitlines() if "fwmark 0x10000000" in line]
