@@ -181,6 +181,30 @@ def modem_at(name: str, config_path: str, command: str, timeout: float | None) -
     sys.exit(1 if answer.get("error") else 0)
 
 
+@cli.command("test-heartbeat")
+@config_option
+@click.option("--via", default="iot", show_default=True, metavar="iot|primary|NAME",
+              help="The modem to send over (a role or a modem name).")
+@click.option("--count", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="How many heartbeats.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def test_heartbeat(config_path: str, via: str, count: int, as_json: bool) -> None:
+    """Send real heartbeats now over one modem; print RTT, HTTP status and bytes."""
+    from remsim_supervisor.testbeat import run_test_heartbeat
+
+    sys.exit(run_test_heartbeat(config_path, via, count, as_json))
+
+
+@cli.command()
+@config_option
+@click.argument("cause")
+def event(config_path: str, cause: str) -> None:
+    """Handle an osmo-remsim-client event (its -e script); reads REMSIM_*."""
+    from remsim_supervisor.event import run_event
+
+    sys.exit(run_event(cause, config_path, os.environ))
+
+
 @cli.command(hidden=True)
 @config_option
 @click.argument("subsystem")

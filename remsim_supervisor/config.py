@@ -261,12 +261,16 @@ class RoutingConfig:
     priority: int = 90
     pins: tuple[str, ...] = ()
     failback_after: int = 3
+    mark: int = 0x10000000  # on the supervisor's own packets: they follow its table
+    resolve_interval: int = 300  # seconds between lookups of the pinned names
 
 
 @dataclass(frozen=True)
 class EscalationConfig:
     margin: int = 30
     max_resets_per_hour: int = 6
+    # (model or "*", rung, seconds): what a recovery step is expected to take
+    step_costs: tuple[tuple[str, str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -485,6 +489,43 @@ def _priority(text: str) -> int:
     return n
 
 
+MWAN3_MARK_MASK = 0x3F00
+RUNG_NAMES = ("reroute", "ifup", "radio_cycle", "soft_reset", "usb_reauth", "gpio_reset",
+              "power_cycle")
+
+
+def _step_cost(text: str) -> tuple[str, str, float]:
+    """'RUNG=SECONDS' or 'MODEL:RUNG=SECONDS'."""
+    head, sep, seconds = text.partition("=")
+    model, colon, rung = head.rpartition(":")
+    model = model.strip().lower() if colon else "*"
+    rung = rung.strip()
+    if not sep or rung not in RUNG_NAMES or (model != "*" and model not in MODELS):
+        raise _Bad(f"must be RUNG=SECONDS or MODEL:RUNG=SECONDS with a rung among "
+                   f"{', '.join(RUNG_NAMES)}, not {text!r}")
+    try:
+        value = float(seconds)
+    except ValueError:
+        raise _Bad(f"the seconds in {text!r} are not a number") from None
+    if not 0 < value <= 3600:
+        raise _Bad(f"the seconds in {text!r} must be above 0 and at most 3600")
+    return (model, rung, value)
+
+
+
+def _mark(text: str) -> int:
+    try:
+        n = int(text, 0)
+    except ValueError:
+        raise _Bad(f"must be a firewall mark such as 0x10000000, not {text!r}") from None
+    if not 0 < n <= 0xFFFFFFFF:
+        raise _Bad(f"must be from 0x1 to 0xffffffff, not {text!r}")
+    if n & MWAN3_MARK_MASK:
+        raise _Bad(f"must not use the bits 0x3f00: mwan3 marks its traffic with them; "
+                   f"use one such as 0x10000000, not {text!r}")
+    return n
+
+
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
 
 
@@ -556,8 +597,11 @@ _SECTIONS: dict[str, dict[str, _Opt]] = {
         "priority": _Opt(_priority),
         "pin": _Opt(_pin, attribute="pins", is_list=True),
         "failback_after": _Opt(_integer(1, None, "heartbeats")),
+        "mark": _Opt(_mark),
+        "resolve_interval": _Opt(_integer(30, 86400, _SECONDS)),
     },
     "escalation": {
+        "step_cost": _Opt(_step_cost, attribute="step_costs", is_list=True),
         "margin": _Opt(_integer(0, None, _SECONDS)),
         "max_resets_per_hour": _Opt(_integer(1)),
     },

@@ -39,6 +39,9 @@ from remsim_supervisor import __version__, control
 from remsim_supervisor import log as logsetup
 from remsim_supervisor.config import Config, ConfigError, ModemConfig, load
 from remsim_supervisor.discovery import Discovery
+from remsim_supervisor.gpio import pulse
+from remsim_supervisor.heartbeat import STATE_DIR, HeartbeatService, ModemView
+from remsim_supervisor.modem.lines import ModemLines, is_remote, open_modem_lines, sim_level
 from remsim_supervisor.modem.runner import ModemRunner, RunnerSettings
 from remsim_supervisor.netlink import LinkMonitor
 from remsim_supervisor.transport import DEFAULT_LOCK_DIR, AtTimeout, PortError
@@ -72,6 +75,18 @@ class Daemon:
         self.settings = settings_from_env(env)
         self.runners: dict[str, ModemRunner] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.lines: dict[str, ModemLines] = {}
+        self.dynamic_pins: dict[str, str] = {}  # "bankd"/"server" -> host, from osmo-remsim
+        self.sims: Any = None
+        self._sims_task: asyncio.Task[None] | None = None
+        self.state_dir = env.get("REMSIM_SUPERVISOR_STATE_DIR", STATE_DIR)
+        self.heartbeat = HeartbeatService(config, self._modem_views, state_dir=self.state_dir)
+        self.heartbeat.on_failure = self._heartbeat_failed
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        from remsim_supervisor.guardian import Guardian
+
+        self.guardian = Guardian(self)
+        self._guardian_task: asyncio.Task[None] | None = None
         self.links = LinkMonitor(self._link_changed)
         self.started = time.monotonic()
         self.hotplug_events = 0
@@ -93,6 +108,10 @@ class Daemon:
             log.warning("no netlink link monitor (%s): modems stop at 'registered'", exc)
         for modem in self.config.modems:
             self._start_modem(modem)
+        self._start_sim_switcher()
+        self._heartbeat_task = asyncio.create_task(self._guard_heartbeat(), name="heartbeat")
+        self._guardian_task = asyncio.create_task(self._keep(self.guardian.run, "guardian"),
+                                                  name="guardian")
         log.info("remsim-supervisor %s running: %s", __version__,
                  ", ".join(f"{mc.name} ({mc.role})" for mc in self.config.modems))
         try:
@@ -106,14 +125,26 @@ class Daemon:
 
     async def shutdown(self) -> None:
         log.info("stopping")
+        if self._guardian_task is not None:
+            self._guardian_task.cancel()
+            await self.guardian.stop()
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            await asyncio.wait({self._heartbeat_task}, timeout=0.5)
+            await self.heartbeat.stop(budget_s=1.5)
         tasks = list(self.tasks.values())
+        if self._sims_task is not None:
+            tasks.append(self._sims_task)
         for task in tasks:
             task.cancel()
         if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=STOP_BUDGET_S)
+            _done, pending = await asyncio.wait(tasks, timeout=STOP_BUDGET_S - 1.5)
             for task in pending:
                 log.warning("task %s did not stop in time; leaving it", task.get_name())
         self.tasks.clear()
+        for lines in self.lines.values():
+            lines.release()
+        self.lines.clear()
         self.links.stop()
         if self._server is not None:
             self._server.close()
@@ -125,6 +156,10 @@ class Daemon:
         log.info("stopped")
 
     def _start_modem(self, modem: ModemConfig) -> None:
+        old_lines = self.lines.pop(modem.name, None)
+        if old_lines is not None:
+            old_lines.release()
+        self.lines[modem.name] = open_modem_lines(modem)
         runner = ModemRunner(modem, self.discovery, self.settings)
         runner.link_state = dict(self.links.links)
         self.runners[modem.name] = runner
@@ -142,6 +177,31 @@ class Daemon:
                 log.exception("%s: modem task failed; restarting it in 5 s", runner.name)
                 await asyncio.sleep(5.0)
 
+    async def _guard_heartbeat(self) -> None:
+        await self._keep(self.heartbeat.run, "heartbeat")
+
+    async def _keep(self, body: Any, what: str) -> None:
+        """Run a long-lived task; a bug in it is logged and the task restarted, not the daemon."""
+        while True:
+            try:
+                await body()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s task failed; restarting it in 5 s", what)
+                await asyncio.sleep(5.0)
+
+    def _heartbeat_failed(self, modem: str) -> None:
+        runner = self.runners.get(modem)
+        if runner is not None:
+            runner.check_now()
+        self.guardian.poke()
+
+    def _modem_views(self) -> list[ModemView]:
+        return [ModemView(r.name, r.cfg.role, r.data_device, r.facts.profile, r.status())
+                for r in self.runners.values()]
+
     async def _stop_modem(self, name: str) -> None:
         task = self.tasks.pop(name, None)
         if task is not None:
@@ -152,6 +212,7 @@ class Daemon:
         log.debug("link %s %s", name, "up" if up else "down")
         for runner in self.runners.values():
             runner.link_changed(name, up)
+        self.heartbeat.links_changed()
 
     # -- reload -----------------------------------------------------------------
 
@@ -181,9 +242,92 @@ class Daemon:
                 self._start_modem(new_modems[name])
             else:
                 self.runners.pop(name, None)
+                removed = self.lines.pop(name, None)
+                if removed is not None:
+                    removed.release()
         message = f"configuration reloaded; restarted: {', '.join(changed) or 'nothing'}"
         log.info(message)
         return True, message
+
+    # -- modem actions: resets and SIM lines ---------------------------------------
+
+    def _start_sim_switcher(self) -> None:
+        from remsim_supervisor.simswitch import SimSwitcher
+
+        settle = self.environ.get("REMSIM_SUPERVISOR_EVENT_SETTLE")
+        self.sims = SimSwitcher(
+            set_sim=self.set_primary_sim, get_sim=self.primary_sim_remote,
+            reset_modem=lambda reason: self.reset_modem(self._primary_name(), reason),
+            pin=self.pin_dynamic, settle_s=float(settle) if settle else 0.5,
+        )
+        self._sims_task = asyncio.create_task(self.sims.run(), name="osmo-remsim events")
+
+    def _primary_name(self) -> str:
+        primary = self.config.by_role("primary")
+        return primary.name if primary is not None else ""
+
+    async def reset_modem(self, name: str, reason: str) -> bool:
+        """One modem reset: the reset line's pulse when there is one, else the vendor's AT reset."""
+        runner = self.runners.get(name)
+        if runner is None:
+            log.error("cannot reset %r: no such modem (%s)", name, reason)
+            return False
+        cfg = runner.cfg
+        lines = self.lines.get(name)
+        ok = False
+        if lines is not None and lines.reset is not None:
+            width = cfg.reset_pulse_ms or (
+                runner.profile.timings.reset_pulse_ms if runner.profile else None) or 300
+            log.info("%s (%s): reset pulse %d ms on %s: %s", name, cfg.role, width,
+                     cfg.reset_gpio, reason)
+            await pulse(lines.reset, width)
+            ok = True
+        elif runner.channel is not None and runner.profile is not None:
+            command = runner.profile.soft_reset
+            log.info("%s (%s): soft reset %s: %s", name, cfg.role, command, reason)
+            try:
+                response = await runner.at(command, runner.profile.timings.soft_reset_answer_s)
+                ok = response.ok
+            except (AtTimeout, PortError) as exc:
+                log.warning("%s (%s): soft reset failed: %s", name, cfg.role, exc)
+        else:
+            log.error("%s (%s): cannot reset (%s): no reset_gpio and no AT port", name,
+                      cfg.role, reason)
+        if cfg.role == "iot" and lines is not None and lines.sim is not None:
+            lines.sim.set(sim_level(cfg, remote=False))  # the IoT modem stays on its own SIM
+        return ok
+
+    async def set_primary_sim(self, remote: bool) -> None:
+        name = self._primary_name()
+        cfg = self.config.modem(name)
+        lines = self.lines.get(name)
+        if cfg is None or lines is None or lines.sim is None:
+            log.warning("no SIM line to switch to the %s SIM (primary modem has no sim_gpio)",
+                        "remote" if remote else "local")
+            return
+        lines.sim.set(sim_level(cfg, remote))
+        log.info("%s (primary): SIM line %s -> %s SIM", name, cfg.sim_gpio,
+                 "remote" if remote else "local")
+
+    def primary_sim_remote(self) -> bool | None:
+        return self._sim_slot(self._primary_name())
+
+    def _sim_slot(self, name: str) -> bool | None:
+        cfg = self.config.modem(name)
+        lines = self.lines.get(name)
+        if cfg is None or lines is None or lines.sim is None:
+            return None
+        try:
+            return is_remote(cfg, lines.sim.get())
+        except Exception:
+            return None
+
+    async def pin_dynamic(self, kind: str, hostport: str) -> None:
+        host = hostport.rsplit(":", 1)[0].strip("[]")
+        if self.dynamic_pins.get(kind) != host:
+            self.dynamic_pins[kind] = host
+            log.info("%s %s pinned to the heartbeat path", kind, host)
+        self.heartbeat.pin_host(kind, host)
 
     # -- control socket ---------------------------------------------------------
 
@@ -235,6 +379,13 @@ class Daemon:
             return await self._handle_at(request)
         if cmd == "hotplug":
             return self._handle_hotplug(request)
+        if cmd == "event":
+            env = request.get("env") or {}
+            if not isinstance(env, dict):
+                return {"ok": False, "error": "env must be an object"}
+            result: dict[str, Any] = await self.sims.submit(
+                str(request.get("cause", "")), {str(k): str(v) for k, v in env.items()})
+            return result
         if cmd == "reload":
             ok, message = await self.reload()
             return {"ok": ok, "message": message} if ok else {"ok": False, "error": message}
@@ -276,10 +427,20 @@ class Daemon:
             "pid": os.getpid(),
             "uptime_s": round(time.monotonic() - self.started, 1),
             "config": self.config.path,
-            "modems": [self.runners[mc.name].status() for mc in self.config.modems
+            "grace": self.heartbeat.grace(),
+            **self.heartbeat.status(),
+            "recoveries": self.guardian.status(),
+            "modems": [self._modem_status(mc.name) for mc in self.config.modems
                        if mc.name in self.runners],
             "events": {"hotplug": self.hotplug_events},
         }
+
+
+    def _modem_status(self, name: str) -> dict[str, Any]:
+        status = self.runners[name].status()
+        remote = self._sim_slot(name)
+        status["sim"]["slot"] = None if remote is None else ("remote" if remote else "local")
+        return status
 
 
 def run_daemon(config: Config) -> int:

@@ -78,6 +78,13 @@ class SyslogHandler(logging.Handler):
             self.handleError(record)
 
 
+def _quiet_libraries(record: logging.LogRecord) -> bool:
+    """Libraries' debug chatter (pyroute2 logs every netlink message) stays out."""
+    if record.levelno >= logging.WARNING:
+        return True
+    return record.name.startswith("remsim_supervisor") or record.name == "root"
+
+
 def setup(level: str = "info", to_stderr: bool = False, to_syslog: bool = True) -> None:
     """Configure the root logger for this process (idempotent)."""
     root = logging.getLogger()
@@ -87,10 +94,12 @@ def setup(level: str = "info", to_stderr: bool = False, to_syslog: bool = True) 
     if to_syslog:
         handler: logging.Handler = SyslogHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.addFilter(_quiet_libraries)
         root.addHandler(handler)
     if to_stderr:
         stream = logging.StreamHandler(sys.stderr)
         stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        stream.addFilter(_quiet_libraries)
         root.addHandler(stream)
 
 

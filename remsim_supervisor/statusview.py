@@ -25,8 +25,28 @@ def render(status: dict[str, Any]) -> str:
     grace = status.get("grace")
     if grace:
         remaining = grace.get("remaining_s")
+        age = grace.get("last_ack_age_s")
         lines.append(f"grace     {remaining if remaining is not None else '-'} s left of "
-                     f"{grace.get('period_s')} s")
+                     f"{grace.get('period_s')} s; last acknowledged heartbeat "
+                     f"{'never' if age is None else f'{age:.0f} s ago'}")
+    hb = status.get("heartbeat")
+    if hb:
+        per = hb.get("bytes_per_heartbeat")
+        month = hb.get("projected_bytes_30d")
+        lines.append(
+            f"heartbeat via {hb.get('path') or 'no path'} ({hb.get('interface') or '-'}), every "
+            f"{hb.get('interval_s', 0):.0f} s; sent {hb.get('sent', 0)}, acked "
+            f"{hb.get('acked', 0)}, failed {hb.get('failed', 0)}; last RTT "
+            f"{hb.get('last_rtt_ms') if hb.get('last_rtt_ms') is not None else '-'} ms; "
+            f"{per if per else '-'} B each, {f'{month / 1e6:.1f} MB' if month else '-'} per 30 days")
+        if hb.get("last_error"):
+            lines.append(f"          last error: {hb['last_error']}")
+    routes = status.get("routes")
+    if routes:
+        pinned = ", ".join(f"{p.get('host')}={p.get('address')}" if p.get("host") != p.get("address")
+                           else str(p.get("address")) for p in routes.get("pinned", []))
+        lines.append(f"routes    table {routes.get('table')}, pref {routes.get('priority')}: "
+                     f"{pinned or 'nothing pinned'}")
     lines.append("")
     lines.append(f"{'modem':<10} {'role':<8} {'model':<8} {'state':<11} {'reg':<9} "
                  f"{'tech':<6} {'operator':<14} {'SIM':<12} port")
@@ -40,4 +60,11 @@ def render(status: dict[str, Any]) -> str:
         )
         lines.append(f"{'':<10} signal: {_signal(m.get('signal') or {})}; "
                      f"data {m.get('device') or '-'} {m.get('link') or '-'}; {m.get('reason', '')}")
+    recoveries = status.get("recoveries") or []
+    if recoveries:
+        lines.append("")
+        lines.append("recent recovery steps:")
+        for r in recoveries[:5]:
+            lines.append(f"  {r.get('modem')}: {r.get('step')} -> {r.get('result')} "
+                         f"({r.get('grace_left_s')} s of grace left at start)")
     return "\n".join(lines)

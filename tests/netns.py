@@ -27,3 +27,7 @@ def netns(prefix: str = "rsst") -> Iterator[str]:
 
 def exec_in(ns: str, *argv: str) -> list[str]:
     return ["ip", "netns", "exec", ns, *argv]
+
+
+# Entering a namespace from the test process lives in the lab package (the demo uses it too).
+from remsim_supervisor.lab.network import call_in_netns  # noqa: E402,F401

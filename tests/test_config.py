@@ -247,7 +247,7 @@ def test_unknown_option_suggests_the_closest_or_lists_them() -> None:
                                  "'usb_path'?"
     message = only_problem(BASE + "config escalation\n\toption qqq '1'\n")
     assert message.startswith(f"{PATH}:12: @escalation[0].qqq: unknown option: escalation "
-                              "sections know margin, max_resets_per_hour")
+                              "sections know step_cost, margin, max_resets_per_hour")
 
 
 def test_missing_ionmesh_section_is_one_problem() -> None:
@@ -828,3 +828,40 @@ def test_plausible_configurations_give_a_config_or_located_problems(
         assert len({m.role for m in cfg.modems}) == len(cfg.modems)
         assert cfg.supervisor.grace_period > cfg.ionmesh.heartbeat_interval
         assert cfg.routing.table not in (253, 254, 255)
+
+
+def test_routing_mark_and_resolve_interval() -> None:
+    from remsim_supervisor.config import ConfigError, parse_config
+
+    base = ("config ionmesh 'ionmesh'\n\toption url 'http://127.0.0.1:5000'\n"
+            "config modem 'm'\n\toption role 'iot'\n\toption usb_path '1-1'\n")
+    cfg = parse_config(base, "/c")
+    assert (cfg.routing.mark, cfg.routing.resolve_interval) == (0x10000000, 300)
+    cfg = parse_config(base + "config routing 'routing'\n\toption mark '0x20000'\n"
+                       "\toption resolve_interval '60'\n", "/c")
+    assert (cfg.routing.mark, cfg.routing.resolve_interval) == (0x20000, 60)
+    try:
+        parse_config(base + "config routing 'routing'\n\toption mark '0x100'\n", "/c")
+    except ConfigError as exc:
+        assert len(exc.problems) == 1 and "mwan3" in str(exc.problems[0])
+        assert exc.problems[0].line == 7
+    else:
+        raise AssertionError("a mark in mwan3's bits must be refused")
+
+
+def test_escalation_step_costs() -> None:
+    from remsim_supervisor.config import ConfigError, parse_config
+
+    base = ("config ionmesh 'ionmesh'\n\toption url 'http://127.0.0.1:5000'\n"
+            "config modem 'm'\n\toption role 'iot'\n\toption usb_path '1-1'\n"
+            "config escalation 'escalation'\n")
+    cfg = parse_config(base + "\tlist step_cost 'usb_reauth=5'\n"
+                       "\tlist step_cost 'fm350gl:gpio_reset=8.5'\n", "/c")
+    assert cfg.escalation.step_costs == (("*", "usb_reauth", 5.0), ("fm350gl", "gpio_reset", 8.5))
+    for bad in ("reboot=5", "usb_reauth", "ec99:ifup=3", "ifup=-1"):
+        try:
+            parse_config(base + f"\tlist step_cost '{bad}'\n", "/c")
+        except ConfigError as exc:
+            assert len(exc.problems) == 1 and exc.problems[0].line == 7, exc.problems
+        else:
+            raise AssertionError(f"{bad!r} must be refused")

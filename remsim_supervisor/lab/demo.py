@@ -1,9 +1,18 @@
-"""``make demo``: the supervisor over emulated modems, through a scripted set of faults.
+"""``make demo``: the supervisor keeping the heartbeat alive through a scripted set of faults.
 
-Plugs an EC25 (primary) and an FM350-GL (IoT) into a fake USB bus, starts the
-real daemon over them, then unplugs, wedges and un-SIMs the modems one after
-another, showing after each step what ``remsim-supervisor status`` says and
-the log lines the daemon wrote. Needs no hardware and no root.
+The simulated router: a router and a cloud network namespace joined by two
+carriers (:mod:`remsim_supervisor.lab.network`), IonMesh (the fake server)
+in the cloud, an EC25 as the primary modem and an FM350-GL as the IoT modem
+(emulators on pseudo-terminals behind a fake USB bus, with simulated SIM and
+reset lines), and the real ``remsim-supervisor run`` in the router
+namespace. Then, one after another: the IoT carrier drops its link, comes
+back, turns into a silent blackhole while the IoT modem's AT port wedges
+(only a reset pulse clears it), the primary modem is unplugged and plugged
+back, and its SIM is pulled. After each step the demo prints the daemon's
+log lines and ``status``; at the end, the longest time IonMesh went without
+a heartbeat, against the 300 s grace period.
+
+Needs root (network namespaces) and iproute2 and nftables, as ``make test``.
 """
 
 from __future__ import annotations
@@ -15,8 +24,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from remsim_supervisor.gpio import ResetWatcher
+from remsim_supervisor.lab.ionmesh_server import IonMeshServer
+from remsim_supervisor.lab.network import IONMESH, LabNetwork, call_in_netns
 from remsim_supervisor.lab.rig import Rig
 from remsim_supervisor.statusview import render
+
+INTERVAL = 5  # heartbeat interval the lab's IonMesh asks for (60 s on a real one)
 
 
 class Demo:
@@ -29,55 +43,93 @@ class Demo:
         new, self.log_offset = text[self.log_offset:], len(text)
         for line in new.splitlines():
             if " INFO " in line or " WARNING " in line or " ERROR " in line:
-                print("   log |", line.split(" ", 2)[-1])
+                print("   log |", line.split(" ", 2)[-1][:150])
 
-    def step(self, title: str, action: Callable[[], None],
-             until: Callable[[dict[str, Any]], bool], timeout: float = 60.0) -> None:
+    def step(self, title: str, action: Callable[[], object],
+             until: Callable[[dict[str, Any]], bool], timeout: float = 120.0) -> None:
         print(f"\n== {title}")
         action()
         started = time.monotonic()
         status = self.rig.wait_for(until, timeout, title)
         print(f"   ({time.monotonic() - started:.1f} s)")
+        time.sleep(0.5)  # the daemon logs a decision just after it shows in status
         self.show_log()
         print("\n".join("   " + line for line in render(status).splitlines()))
 
 
-def state(rig: Rig, name: str, wanted: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda s: rig.modem_status(name, s)["state"] == wanted
-
-
 def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="remsim-demo-") as tmp, Rig(Path(tmp) / "rig") as rig:
-        demo = Demo(rig)
+    with tempfile.TemporaryDirectory(prefix="remsim-demo-") as tmp, \
+            LabNetwork("rsdemo") as net:
+        ionmesh = call_in_netns(net.cloud, IonMeshServer, host=IONMESH, port=5000,
+                                heartbeat_interval=INTERVAL)
+        ionmesh.start()
+        try:
+            return run(Path(tmp), net, ionmesh)
+        finally:
+            ionmesh.stop()
+
+
+def run(tmp: Path, net: LabNetwork, ionmesh: IonMeshServer) -> int:
+    with Rig(tmp / "rig", ionmesh_url=f"http://{IONMESH}:5000",
+             ionmesh_options={"timeout": "2"}) as rig:
+        rig.modems["modem1"].options["device"] = "wwan0"
+        rig.modems["modem2"].options["device"] = "wwan1"
+        rig.write_config("config routing 'routing'\n\toption failback_after '2'\n"
+                         "config escalation 'escalation'\n"
+                         "\tlist step_cost 'usb_reauth=5'\n\tlist step_cost 'gpio_reset=15'\n")
         rig.plug("modem1")
         rig.plug("modem2")
-        # Registration is polled every 5 s here (30 s on a router) so that a
-        # wedge that only a poll can notice shows up within the demo.
-        start = lambda: rig.start_daemon(env={"REMSIM_SUPERVISOR_POLL_INTERVAL": "5"})  # noqa: E731
-        demo.step("start the daemon over two emulated modems", start,
-                  lambda s: all(m["state"] == "registered" for m in s["modems"]))
-        demo.step("unplug the IoT modem (USB gone)", lambda: rig.unplug("modem2"),
-                  state(rig, "modem2", "absent"))
-        demo.step("plug it back", lambda: (rig.plug("modem2"), None)[1],
-                  state(rig, "modem2", "registered"))
-        demo.step("pull the primary modem's SIM", lambda: rig.emulator("modem1").remove_sim(),
-                  state(rig, "modem1", "sim_wait"))
-        demo.step("put it back", lambda: rig.emulator("modem1").insert_sim(),
-                  state(rig, "modem1", "registered"))
-        demo.step("the IoT modem loses the network", lambda: rig.emulator("modem2").deregister(),
-                  state(rig, "modem2", "searching"))
-        demo.step("and finds it again", lambda: rig.emulator("modem2").register("roaming"),
-                  state(rig, "modem2", "registered"))
-        demo.step("the IoT modem's AT port wedges (silent)",
-                  lambda: rig.emulator("modem2").set_silent(True),
-                  state(rig, "modem2", "failed"))
-        demo.step("the wedge clears", lambda: rig.emulator("modem2").set_silent(False),
-                  state(rig, "modem2", "registered"))
+        demo = Demo(rig)
+        hb = lambda key, value: lambda s: s["heartbeat"][key] == value  # noqa: E731
+        state = lambda name, *wanted: lambda s: rig.modem_status(name, s)["state"] in wanted  # noqa: E731
+
+        demo.step("start: two modems, the heartbeat over the IoT modem",
+                  lambda: rig.start_daemon(netns=net.router,
+                                           env={"REMSIM_SUPERVISOR_POLL_INTERVAL": "5"}),
+                  lambda s: s["heartbeat"]["acked"] >= 1 and s["heartbeat"]["path"] == "modem2")
+        demo.step("the IoT carrier loses its link", lambda: net.link("iot", False),
+                  hb("path", "modem1"))
+        demo.step("it comes back: two good heartbeats over it, then the path moves back",
+                  lambda: net.link("iot", True), hb("path", "modem2"))
+
+        emulator = rig.emulator("modem2")
+
+        def heal() -> None:
+            emulator.set_silent(False)
+            net.blackhole("iot", False)
+
+        watcher = ResetWatcher(rig.gpio, rig.modems["modem2"].reset_line, heal)
+        try:
+            def wedge() -> None:
+                emulator.set_silent(True, sticky=True)
+                net.blackhole("iot", True)
+
+            demo.step("the IoT modem wedges: AT silent, its traffic silently dropped "
+                      "(only a reset pulse clears it)", wedge, hb("path", "modem1"))
+            demo.step("the guardian climbs the ladder in the background",
+                      lambda: None,
+                      lambda s: any(r["step"] == "gpio_reset" and r["result"] == "ok"
+                                    for r in s["recoveries"]) and s["heartbeat"]["path"] == "modem2")
+        finally:
+            watcher.stop()
+
+        demo.step("the primary modem is unplugged", lambda: rig.unplug("modem1"),
+                  state("modem1", "absent"))
+        demo.step("and plugged back", lambda: rig.plug("modem1"),
+                  state("modem1", "registered", "connected"))
+        demo.step("its SIM is pulled", lambda: rig.emulator("modem1").remove_sim(),
+                  state("modem1", "sim_wait"))
+        demo.step("and put back", lambda: rig.emulator("modem1").insert_sim(),
+                  state("modem1", "registered", "connected"))
+
         print("\n== stop (SIGTERM)")
         code = rig.stop_daemon()
         demo.show_log()
-        print(f"   daemon exited with {code}")
-        return 0 if code == 0 else 1
+        acks = [r.time for r in ionmesh.heartbeats("rig-router") if r.status == 200]
+        gap = max((b - a for a, b in zip(acks, acks[1:])), default=0.0)
+        print(f"   daemon exited with {code}; IonMesh acknowledged {len(acks)} heartbeats, "
+              f"the longest gap {gap:.1f} s (grace period 300 s)")
+        return 0 if code == 0 and gap < 300 else 1
 
 
 if __name__ == "__main__":

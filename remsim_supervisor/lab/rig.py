@@ -1,7 +1,8 @@
 """A bench rig: emulated modems on a fake USB bus, and the real daemon over them.
 
 The rig puts together what the end-to-end tests, the benchmarks and the lab
-all need: a fake sysfs tree (:mod:`remsim_supervisor.lab.fakesysfs`) where
+all need (run as root: the daemon runs in a network namespace of the rig's
+own unless it is given one, so its rules never touch the host): a fake sysfs tree (:mod:`remsim_supervisor.lab.fakesysfs`) where
 each modem is plugged at a USB path with its vendor's interface layout, a
 modem emulator (:mod:`remsim_supervisor.lab.emulator`) on a real
 pseudo-terminal behind the AT tty that layout names, a UCI configuration
@@ -21,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +67,8 @@ def default_modems() -> list[RigModem]:
 class Rig:
     def __init__(self, root: str | os.PathLike[str], modems: list[RigModem] | None = None,
                  *, emulator_options: Mapping[str, Any] | None = None,
-                 ionmesh_url: str = "http://127.0.0.1:5000") -> None:
+                 ionmesh_url: str = "http://127.0.0.1:5000",
+                 ionmesh_options: Mapping[str, str] | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.sysfs = FakeSysfs(self.root / "fs")
@@ -77,8 +80,10 @@ class Rig:
         self.modems = {m.name: m for m in (modems or default_modems())}
         self.emulator_options = dict(emulator_options or {})
         self.ionmesh_url = ionmesh_url
+        self.ionmesh_options = dict(ionmesh_options or {})
         self.daemon: subprocess.Popen[bytes] | None = None
         self._log_file: Any = None
+        self._own_netns: str | None = None
         # Simulated SIM-switch and reset lines, one pair per modem: a reset
         # pulse on a modem's line reboots its emulator, as the pin would.
         self.gpio_root = self.root / "gpio"
@@ -129,6 +134,7 @@ class Rig:
             "config ionmesh 'ionmesh'",
             f"\toption url '{self.ionmesh_url}'",
             "\toption client_id 'rig-router'",
+            *[f"\toption {k} '{v}'" for k, v in self.ionmesh_options.items()],
             "",
         ]
         for modem in self.modems.values():
@@ -148,24 +154,39 @@ class Rig:
             "REMSIM_SUPERVISOR_SYSFS": self.sysfs.sysfs_root,
             "REMSIM_SUPERVISOR_DEV": self.sysfs.dev_root,
             "REMSIM_SUPERVISOR_LOCK_DIR": str(self.lock_dir),
+            "REMSIM_SUPERVISOR_STATE_DIR": str(self.root / "state"),
             SIM_GPIO_ENV: str(self.gpio_root),
             "PYTHONUNBUFFERED": "1",
         })
         return env
 
-    def start_daemon(self, *extra_args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start_daemon(self, *extra_args: str, env: Mapping[str, str] | None = None,
+                     netns: str | None = None) -> subprocess.Popen[bytes]:
+        """Start ``remsim-supervisor run``; inside network namespace ``netns`` if given."""
         if not self.config_path.exists():
             self.write_config()
         self._log_file = open(self.log_path, "ab")
         full_env = self.environment()
         full_env.update(env or {})
+        if netns is None:
+            netns = self._private_netns()
+        prefix = ["ip", "netns", "exec", netns]
         self.daemon = subprocess.Popen(
-            [sys.executable, "-m", "remsim_supervisor", "run", "-c", str(self.config_path),
-             "--log-stderr", *extra_args],
+            [*prefix, sys.executable, "-m", "remsim_supervisor", "run", "-c",
+             str(self.config_path), "--log-stderr", *extra_args],
             stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
             env=full_env,
         )
         return self.daemon
+
+    def _private_netns(self) -> str:
+        """A network namespace of the rig's own, so the daemon's rules never touch the host."""
+        if self._own_netns is None:
+            name = f"rig-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+            subprocess.run(["ip", "netns", "add", name], check=True)
+            self._own_netns = name
+            subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        return self._own_netns
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -234,6 +255,9 @@ class Rig:
                 if modem.emulator is not None:
                     modem.emulator.stop()
                     modem.emulator = None
+            if self._own_netns is not None:
+                subprocess.run(["ip", "netns", "del", self._own_netns], check=False)
+                self._own_netns = None
 
     def __enter__(self) -> Rig:
         return self

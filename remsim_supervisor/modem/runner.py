@@ -125,6 +125,12 @@ class ModemRunner:
         if name == self.data_device and self.facts.link_up != up:
             self.apply(m.LinkChanged(up))
 
+    def check_now(self) -> None:
+        """Something suggests the modem is in trouble (a heartbeat over it was lost):
+        poll it now, so a wedged AT port shows within seconds, not at the next poll."""
+        self._refresh_net = True
+        self._wake.set()
+
     def hotplug(self) -> None:
         """Something changed on USB or netifd: look again now."""
         self._wake.set()

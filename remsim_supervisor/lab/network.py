@@ -1,0 +1,175 @@
+"""The lab's network: a router and a cloud, two carriers between them.
+
+Two network namespaces joined by one veth pair per modem:
+
+    router ns                              cloud ns
+    wwan0 10.251.1.2/24  <-- primary -->  pgw 10.251.1.1/24
+    wwan1 10.251.2.2/24  <--   iot   -->  igw 10.251.2.1/24
+                                           lo: 10.251.9.9  (IonMesh)
+                                               10.251.9.10 (anything else)
+                                               10.251.9.20 (remsim-server)
+                                               10.251.9.30 (bankd)
+
+The router's main table has a default route through each modem, the
+primary's first (metric 10, then 20), as netifd installs them; and an
+mwan3-style rule at preference 1001 that the supervisor must never touch.
+Faults: a carrier can lose its link (the cloud side goes down: no carrier on
+the router's device) or turn into a silent blackhole (link up, everything
+arriving from the router dropped, by an nftables rule in the cloud).
+
+Every address is inside the two namespaces; :meth:`close` deletes them, and
+with them every interface and rule.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+CLONE_NEWNET = 0x40000000
+
+
+def call_in_netns(ns: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``fn`` on a fresh thread that entered network namespace ``ns``.
+
+    Sockets created there stay in ``ns`` whichever thread later uses them, so
+    a server built this way (the fake IonMesh) serves inside the namespace
+    from this process.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fd = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
+            try:
+                if libc.setns(fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns into {ns} failed")
+            finally:
+                os.close(fd)
+            result.append(fn(*args, **kwargs))
+        except BaseException as exc:  # handed back to the caller
+            error.append(exc)
+
+    thread = threading.Thread(target=run, name=f"in {ns}")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+IONMESH = "10.251.9.9"
+ELSEWHERE = "10.251.9.10"
+REMSIM_SERVER = "10.251.9.20"
+BANKD = "10.251.9.30"
+
+
+@dataclass(frozen=True)
+class Carrier:
+    role: str
+    device: str       # in the router
+    address: str      # the router's address on it
+    peer: str         # the cloud's device
+    gateway: str
+    metric: int
+
+
+CARRIERS = (
+    Carrier("primary", "wwan0", "10.251.1.2", "pgw", "10.251.1.1", 10),
+    Carrier("iot", "wwan1", "10.251.2.2", "igw", "10.251.2.1", 20),
+)
+MWAN3_RULE = ("pref", "1001", "iif", "wwan0", "lookup", "1")
+
+
+def _run(*argv: str, check: bool = True) -> str:
+    return subprocess.run(argv, check=check, capture_output=True, text=True).stdout
+
+
+class LabNetwork:
+    def __init__(self, prefix: str = "rslab") -> None:
+        tag = f"{os.getpid()}-{uuid.uuid4().hex[:5]}"
+        self.router = f"{prefix}-r-{tag}"
+        self.cloud = f"{prefix}-c-{tag}"
+        self.carriers = {c.role: c for c in CARRIERS}
+        self._made: list[str] = []
+
+    def __enter__(self) -> LabNetwork:
+        self.up()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ip(self, ns: str, *args: str, check: bool = True) -> str:
+        return _run("ip", "-n", ns, *args, check=check)
+
+    def up(self) -> None:
+        try:
+            for ns in (self.router, self.cloud):
+                _run("ip", "netns", "add", ns)
+                self._made.append(ns)
+                self.ip(ns, "link", "set", "lo", "up")
+            for c in CARRIERS:
+                _run("ip", "link", "add", c.device, "netns", self.router, "type", "veth",
+                     "peer", "name", c.peer, "netns", self.cloud)
+                self.ip(self.router, "link", "set", c.device, "up")
+                self.ip(self.cloud, "link", "set", c.peer, "up")
+                self.ip(self.router, "addr", "add", f"{c.address}/24", "dev", c.device)
+                self.ip(self.cloud, "addr", "add", f"{c.gateway}/24", "dev", c.peer)
+                self.ip(self.router, "route", "add", "default", "via", c.gateway, "dev", c.device,
+                        "metric", str(c.metric))
+            for address in (IONMESH, ELSEWHERE, REMSIM_SERVER, BANKD):
+                self.ip(self.cloud, "addr", "add", f"{address}/32", "dev", "lo")
+            self.ip(self.router, "rule", "add", *MWAN3_RULE)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for ns in reversed(self._made):
+            _run("ip", "netns", "del", ns, check=False)
+        self._made.clear()
+
+    # -- faults ----------------------------------------------------------------------
+
+    def link(self, role: str, up: bool) -> None:
+        """The carrier's side goes down (or up): the router's device loses carrier."""
+        self.ip(self.cloud, "link", "set", self.carriers[role].peer, "up" if up else "down")
+
+    def blackhole(self, role: str, on: bool) -> None:
+        """Everything the router sends over this carrier silently vanishes (link stays up)."""
+        table = f"blackhole_{role}"
+        if on:
+            peer = self.carriers[role].peer
+            script = (f"table inet {table} {{\n chain prerouting {{\n"
+                      f"  type filter hook prerouting priority -300;\n"
+                      f"  iifname \"{peer}\" drop\n }}\n}}\n")
+            subprocess.run(["ip", "netns", "exec", self.cloud, "nft", "-f", "-"], input=script,
+                           text=True, check=True, capture_output=True)
+        else:
+            _run("ip", "netns", "exec", self.cloud, "nft", "delete", "table", "inet", table,
+                 check=False)
+
+    # -- looking ----------------------------------------------------------------------
+
+    def route_get(self, address: str) -> str:
+        return self.ip(self.router, "route", "get", address).splitlines()[0]
+
+    def rules(self) -> list[str]:
+        return [line for line in (self.ip(self.router, "-4", "rule")
+                                  + self.ip(self.router, "-6", "rule")).splitlines() if line]
+
+    def table(self, table: int) -> list[str]:
+        lines = []
+        for family in ("-4", "-6"):
+            out = self.ip(self.router, family, "route", "show", "table", str(table), check=False)
+            lines += [line for line in out.splitlines() if line]
+        return lines
