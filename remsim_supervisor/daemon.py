@@ -383,8 +383,10 @@ class Daemon:
             env = request.get("env") or {}
             if not isinstance(env, dict):
                 return {"ok": False, "error": "env must be an object"}
+            origin = request.get("origin")
             result: dict[str, Any] = await self.sims.submit(
-                str(request.get("cause", "")), {str(k): str(v) for k, v in env.items()})
+                str(request.get("cause", "")), {str(k): str(v) for k, v in env.items()},
+                origin=origin if isinstance(origin, dict) else None)
             return result
         if cmd == "reload":
             ok, message = await self.reload()
