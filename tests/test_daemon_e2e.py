@@ -203,3 +203,26 @@ def test_crash_leftovers_are_repaired_and_a_second_daemon_refused(rig: Rig) -> N
                  "registered after restart")
     assert rig.stop_daemon() == 0
     assert not any(rig.lock_dir.iterdir())
+
+
+def test_a_registration_urc_racing_a_query_is_settled_by_asking_again(rig: Rig) -> None:
+    rig.plug("modem1")
+    rig.plug("modem2")
+    emu = rig.emulator("modem1")
+    emu.deregister(stat=2)
+    answers: list[str] = []
+
+    def cgreg(_command: str) -> list[str]:
+        # The first time, the network's "searching" URC lands inside the
+        # query's answer, ahead of a stale "home" computed a moment before.
+        answers.append(_command)
+        if len(answers) == 1:
+            return ["+CGREG: 2", '+CGREG: 2,1,"1A2B","01C3D4E",7']
+        return ["+CGREG: 2,2"]
+
+    emu.set_reply("AT+CGREG?", cgreg)
+    rig.start_daemon()
+    rig.wait_for(lambda s: len(answers) >= 2, 20, "a second CGREG query")
+    status = rig.wait_state("modem1", "searching", 10)
+    assert status["registration"] == "searching"
+    assert rig.stop_daemon() == 0

@@ -371,7 +371,12 @@ class ModemRunner:
             if r is None:
                 return  # timed out: the caller checks the port is alive
             for line in _lines(r):
-                self._apply_registration(line)
+                reg = self._apply_registration(line)
+                if reg is not None and reg.is_urc:
+                    # A URC of the same family came in while the query was
+                    # pending: which of the two is newer cannot be told, so
+                    # ask again once everything has settled.
+                    self._refresh_net = True
         r = await self._cmd(ch, self.profile.operator_command)
         if r is None:
             return
@@ -387,14 +392,14 @@ class ModemRunner:
                 self.apply(m.SignalReport(values))
                 break
 
-    def _apply_registration(self, line: str) -> bool:
+    def _apply_registration(self, line: str) -> parsers.Registration | None:
         reg = parsers.parse_registration(line)
         if reg is None:
-            return False
+            return None
         self.apply(m.RegistrationReport(m.Registration(
             kind=reg.kind, state=reg.state, access_tech=reg.access_tech or "unknown",
             lac=reg.lac, ci=reg.ci)))
-        return True
+        return reg
 
     # -- unsolicited ------------------------------------------------------
 
