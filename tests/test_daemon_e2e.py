@@ -213,16 +213,17 @@ def test_a_registration_urc_racing_a_query_is_settled_by_asking_again(rig: Rig) 
     answers: list[str] = []
 
     def cgreg(_command: str) -> list[str]:
-        # The first time, the network's "searching" URC lands inside the
-        # query's answer, ahead of a stale "home" computed a moment before.
+        # The first times (the probe asks twice), the network's "searching"
+        # URC lands inside the query's answer, ahead of a stale "home"
+        # computed a moment before.
         answers.append(_command)
-        if len(answers) == 1:
+        if len(answers) <= 2:
             return ["+CGREG: 2", '+CGREG: 2,1,"1A2B","01C3D4E",7']
         return ["+CGREG: 2,2"]
 
     emu.set_reply("AT+CGREG?", cgreg)
     rig.start_daemon()
-    rig.wait_for(lambda s: len(answers) >= 2, 20, "a second CGREG query")
+    rig.wait_for(lambda s: len(answers) >= 3, 20, "a CGREG query after the racy ones")
     status = rig.wait_state("modem1", "searching", 10)
     assert status["registration"] == "searching"
     assert rig.stop_daemon() == 0
