@@ -15,9 +15,10 @@ PYTEST_ARGS ?=
 demo: bootstrap $(VENV_NEWEST)/.stamp
 	$(VENV_NEWEST)/bin/python -m remsim_supervisor.lab.demo
 
-test: bootstrap venvs
-	$(MAKE) --no-print-directory test-newest
-	$(MAKE) --no-print-directory test-openwrt
+# Both library sets at once, one per core; each log is printed whole at the end.
+test: bootstrap
+	$(MAKE) --no-print-directory -j2 venvs
+	sh scripts/run-suites.sh $(VENV_NEWEST) $(VENV_OWRT) -- $(PYTEST_ARGS)
 
 test-newest: $(VENV_NEWEST)/.stamp
 	@echo "== suite with the newest libraries"

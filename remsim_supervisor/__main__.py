@@ -1,3 +1,3 @@
-from remsim_supervisor.cli import main
+from remsim_supervisor.entry import main
 
 main()

@@ -33,8 +33,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_NO_DAEMON = 3
 
 HOTPLUG_VARS = (
-    "ACTION", "INTERFACE", "DEVICE", "DEVICENAME", "DEVNAME", "DEVPATH", "DEVTYPE",
-    "PRODUCT", "TYPE", "SUBSYSTEM", "BUSNUM", "DEVNUM", "SEQNUM",
+    "ACTION",
+    "INTERFACE",
+    "DEVICE",
+    "DEVICENAME",
+    "DEVNAME",
+    "DEVPATH",
+    "DEVTYPE",
+    "PRODUCT",
+    "TYPE",
+    "SUBSYSTEM",
+    "BUSNUM",
+    "DEVNUM",
+    "SEQNUM",
 )
 
 
@@ -44,8 +55,13 @@ def default_config() -> str:
 
 def config_option(f: F) -> F:
     return click.option(
-        "-c", "--config", "config_path", metavar="FILE", default=default_config,
-        show_default=DEFAULT_PATH, help="UCI configuration file.",
+        "-c",
+        "--config",
+        "config_path",
+        metavar="FILE",
+        default=default_config,
+        show_default=DEFAULT_PATH,
+        help="UCI configuration file.",
     )(f)
 
 
@@ -55,24 +71,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def socket_path(config_path: str) -> str:
-    """The control socket named by the file, even when the file has other problems."""
-    try:
-        return load(config_path).supervisor.control_socket
-    except ConfigError:
-        pass
-    try:
-        from remsim_supervisor import uci
-
-        with open(config_path, encoding="utf-8", errors="replace") as f:
-            sections, _problems = uci.parse(f.read())
-        for section in sections:
-            if section.type == "supervisor" and "control_socket" in section.options:
-                return section.options["control_socket"].value
-    except OSError:
-        pass
-    from remsim_supervisor.config import SupervisorConfig
-
-    return SupervisorConfig().control_socket
+    return control.socket_for_config(config_path)
 
 
 def ask(config_path: str, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
@@ -107,8 +106,11 @@ def run(config_path: str, log_stderr: bool) -> None:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
             log.error("%s", problem)
-        fail(f"{len(exc.problems)} problem(s) in {config_path}; not started "
-             f"(check with: remsim-supervisor check-config -c {config_path})", 2)
+        fail(
+            f"{len(exc.problems)} problem(s) in {config_path}; not started "
+            f"(check with: remsim-supervisor check-config -c {config_path})",
+            2,
+        )
     logsetup.set_level(config.supervisor.log_level)
     if not config.supervisor.enabled:
         log.info("disabled in %s (supervisor.enabled is 0); not starting", config_path)
@@ -171,8 +173,11 @@ def modem(ctx: click.Context, name: str) -> None:
 def modem_at(name: str, config_path: str, command: str, timeout: float | None) -> None:
     """Send one AT command through the daemon's own port handling."""
     wait = (timeout or 10.0) + 5.0
-    answer = ask(config_path, {"cmd": "at", "modem": name, "command": command,
-                               "timeout": timeout}, timeout=wait)
+    answer = ask(
+        config_path,
+        {"cmd": "at", "modem": name, "command": command, "timeout": timeout},
+        timeout=wait,
+    )
     if not answer.get("ok"):
         fail(str(answer.get("error")), 1)
     for line in answer.get("lines", []):
@@ -183,10 +188,20 @@ def modem_at(name: str, config_path: str, command: str, timeout: float | None) -
 
 @cli.command("test-heartbeat")
 @config_option
-@click.option("--via", default="iot", show_default=True, metavar="iot|primary|NAME",
-              help="The modem to send over (a role or a modem name).")
-@click.option("--count", type=click.IntRange(1, 100), default=1, show_default=True,
-              help="How many heartbeats.")
+@click.option(
+    "--via",
+    default="iot",
+    show_default=True,
+    metavar="iot|primary|NAME",
+    help="The modem to send over (a role or a modem name).",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(1, 100),
+    default=1,
+    show_default=True,
+    help="How many heartbeats.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def test_heartbeat(config_path: str, via: str, count: int, as_json: bool) -> None:
     """Send real heartbeats now over one modem; print RTT, HTTP status and bytes."""
@@ -212,15 +227,16 @@ def hotplug(config_path: str, subsystem: str) -> None:
     """Hand a hotplug event to the daemon (called by /etc/hotplug.d hooks)."""
     env = {k: os.environ[k] for k in HOTPLUG_VARS if k in os.environ}
     try:
-        control.request(socket_path(config_path),
-                        {"cmd": "hotplug", "subsystem": subsystem, "env": env}, timeout=2.0)
+        control.request(
+            socket_path(config_path),
+            {"cmd": "hotplug", "subsystem": subsystem, "env": env},
+            timeout=2.0,
+        )
     except control.ControlError:
         pass  # no daemon: nothing to tell, and a hook must not fail noisily
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["run"]:
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # see run(); as early as we can
     logsetup.setup("warning")
     try:
         cli(prog_name="remsim-supervisor")

@@ -267,6 +267,7 @@ class RoutingConfig:
 
 @dataclass(frozen=True)
 class EscalationConfig:
+    enabled: bool = True  # 0: watch and report only, never act on a modem
     margin: int = 30
     max_resets_per_hour: int = 6
     # (model or "*", rung, seconds): what a recovery step is expected to take
@@ -601,6 +602,7 @@ _SECTIONS: dict[str, dict[str, _Opt]] = {
         "resolve_interval": _Opt(_integer(30, 86400, _SECONDS)),
     },
     "escalation": {
+        "enabled": _Opt(_boolean),
         "step_cost": _Opt(_step_cost, attribute="step_costs", is_list=True),
         "margin": _Opt(_integer(0, None, _SECONDS)),
         "max_resets_per_hour": _Opt(_integer(1)),

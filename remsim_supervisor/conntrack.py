@@ -136,7 +136,7 @@ def _original_destination(data: bytes, start: int, end: int) -> tuple[bytes, byt
     for kind in (CTA_IP_V4_DST, CTA_IP_V6_DST):
         dst = _find(data, ip[0] + NLATTR.size, ip[1], kind)
         if dst is not None:
-            return data[orig[0]:orig[1]], data[dst[0] + NLATTR.size:dst[1]]
+            return data[orig[0] : orig[1]], data[dst[0] + NLATTR.size : dst[1]]
     return None
 
 
@@ -188,8 +188,10 @@ class _Ctnetlink:
         if kernel_filter:
             ip = _attr(CTA_TUPLE_IP, _attr(_DST_ATTR[family], packed), nested=True)
             payload = _attr(CTA_TUPLE_ORIG, ip, nested=True) + _attr(
-                CTA_FILTER, _attr(CTA_FILTER_ORIG_FLAGS, struct.pack("=I", CTA_FILTER_FLAG_IP_DST)),
-                nested=True)
+                CTA_FILTER,
+                _attr(CTA_FILTER_ORIG_FLAGS, struct.pack("=I", CTA_FILTER_FLAG_IP_DST)),
+                nested=True,
+            )
         seq = self._send(IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, family, payload)
         out: list[bytes] = []
         for data, start, end in self._replies(seq):
@@ -203,7 +205,7 @@ class _Ctnetlink:
             for kind in (CTA_ZONE, CTA_ID):
                 span = _find(data, body, end, kind)
                 if span is not None:
-                    keep.append(data[span[0]:span[1]])
+                    keep.append(data[span[0] : span[1]])
             out.append(b"".join(part + b"\0" * (_align(len(part)) - len(part)) for part in keep))
         return out
 
@@ -212,7 +214,9 @@ class _Ctnetlink:
         body = NFGENMSG.pack(family, 0, 0) + payload
         kind = (NFNL_SUBSYS_CTNETLINK << 8) | command
         try:
-            self.sock.send(NLMSGHDR.pack(NLMSGHDR.size + len(body), kind, flags, self.seq, 0) + body)
+            self.sock.send(
+                NLMSGHDR.pack(NLMSGHDR.size + len(body), kind, flags, self.seq, 0) + body
+            )
         except OSError as exc:
             raise ConntrackError(_explain("talk to conntrack", exc.errno or 0)) from None
         return self.seq
@@ -223,8 +227,9 @@ class _Ctnetlink:
             try:
                 data = self.sock.recv(65536)
             except TimeoutError:
-                raise ConntrackError("the kernel did not answer a conntrack request "
-                                     f"within {_TIMEOUT_S:.0f} s") from None
+                raise ConntrackError(
+                    f"the kernel did not answer a conntrack request within {_TIMEOUT_S:.0f} s"
+                ) from None
             except OSError as exc:
                 raise ConntrackError(_explain("read conntrack replies", exc.errno or 0)) from None
             offset = 0
@@ -266,8 +271,9 @@ def _reason(code: int) -> str:
 
 def _new_socket() -> socket.socket:
     try:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                             NETLINK_NETFILTER)
+        sock = socket.socket(
+            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER
+        )
         sock.bind((0, 0))
     except OSError as exc:
         raise ConntrackError(_explain("open a conntrack socket", exc.errno or 0)) from None
@@ -283,8 +289,14 @@ def _open_socket(netns: str | None) -> socket.socket:
     """
     if netns is None:
         return _new_socket()
-    path = next((os.path.join(d, netns) for d in ("/run/netns", "/var/run/netns")
-                 if os.path.exists(os.path.join(d, netns))), None)
+    path = next(
+        (
+            os.path.join(d, netns)
+            for d in ("/run/netns", "/var/run/netns")
+            if os.path.exists(os.path.join(d, netns))
+        ),
+        None,
+    )
     if path is None:
         raise ConntrackError(f"no network namespace {netns!r}")
 
@@ -296,8 +308,11 @@ def _open_socket(netns: str | None) -> socket.socket:
             finally:
                 os.close(fd)
         except OSError as exc:
-            reason = "not permitted (run as root)" if exc.errno in (errno.EPERM, errno.EACCES) \
+            reason = (
+                "not permitted (run as root)"
+                if exc.errno in (errno.EPERM, errno.EACCES)
                 else exc.strerror or str(exc)
+            )
             raise ConntrackError(f"cannot enter network namespace {netns!r}: {reason}") from None
         return _new_socket()
 

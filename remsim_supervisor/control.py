@@ -12,7 +12,7 @@ object on one line back, then the connection closes. Requests carry
 
     {"cmd": "status"}                          -> {"ok": true, "status": {...}}
     {"cmd": "at", "modem": "modem1", "command": "AT+CSQ", "timeout": 5}
-                                               -> {"ok": true, "lines": [...], "final": "OK", "error": false}
+        -> {"ok": true, "lines": [...], "final": "OK", "error": false}
     {"cmd": "hotplug", "subsystem": "iface", "env": {"ACTION": "ifup", ...}}
                                                -> {"ok": true}
     {"cmd": "reload"}                          -> {"ok": true} or {"ok": false, "error": "..."}
@@ -51,6 +51,27 @@ def decode(line: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("a control message must be a JSON object")
     return value
+
+
+def socket_for_config(config_path: str) -> str:
+    """The control socket a configuration file names, even when the file has other problems."""
+    from remsim_supervisor.config import ConfigError, SupervisorConfig, load
+
+    try:
+        return load(config_path).supervisor.control_socket
+    except ConfigError:
+        pass
+    try:
+        from remsim_supervisor import uci
+
+        with open(config_path, encoding="utf-8", errors="replace") as f:
+            sections, _problems = uci.parse(f.read())
+        for section in sections:
+            if section.type == "supervisor" and "control_socket" in section.options:
+                return section.options["control_socket"].value
+    except OSError:
+        pass
+    return SupervisorConfig().control_socket
 
 
 def peer_uid(sock: socket.socket) -> int:
@@ -103,7 +124,7 @@ def request(path: str, message: dict[str, Any], timeout: float = 10.0) -> dict[s
             buffer += chunk
             if len(buffer) > MAX_MESSAGE:
                 raise ControlError("the daemon's answer is too large")
-    except socket.timeout as exc:
+    except TimeoutError as exc:
         raise ControlError(f"the daemon did not answer on {path} within {timeout:g} s") from exc
     finally:
         sock.close()

@@ -110,10 +110,19 @@ class Daemon:
             self._start_modem(modem)
         self._start_sim_switcher()
         self._heartbeat_task = asyncio.create_task(self._guard_heartbeat(), name="heartbeat")
-        self._guardian_task = asyncio.create_task(self._keep(self.guardian.run, "guardian"),
-                                                  name="guardian")
-        log.info("remsim-supervisor %s running: %s", __version__,
-                 ", ".join(f"{mc.name} ({mc.role})" for mc in self.config.modems))
+        if self.config.escalation.enabled:
+            self._guardian_task = asyncio.create_task(
+                self._keep(self.guardian.run, "guardian"), name="guardian"
+            )
+        else:
+            log.warning("automatic recovery is off (escalation.enabled is 0): modems are "
+                        "watched, never reset")
+
+        log.info(
+            "remsim-supervisor %s running: %s",
+            __version__,
+            ", ".join(f"{mc.name} ({mc.role})" for mc in self.config.modems),
+        )
         try:
             await self._stop.wait()
         finally:
@@ -163,7 +172,9 @@ class Daemon:
         runner = ModemRunner(modem, self.discovery, self.settings)
         runner.link_state = dict(self.links.links)
         self.runners[modem.name] = runner
-        self.tasks[modem.name] = asyncio.create_task(self._guard(runner), name=f"modem {modem.name}")
+        self.tasks[modem.name] = asyncio.create_task(
+            self._guard(runner), name=f"modem {modem.name}"
+        )
 
     async def _guard(self, runner: ModemRunner) -> None:
         """Run a modem task; a bug in it is logged and the task restarted, not the daemon."""
@@ -199,8 +210,10 @@ class Daemon:
         self.guardian.poke()
 
     def _modem_views(self) -> list[ModemView]:
-        return [ModemView(r.name, r.cfg.role, r.data_device, r.facts.profile, r.status())
-                for r in self.runners.values()]
+        return [
+            ModemView(r.name, r.cfg.role, r.data_device, r.facts.profile, r.status())
+            for r in self.runners.values()
+        ]
 
     async def _stop_modem(self, name: str) -> None:
         task = self.tasks.pop(name, None)
@@ -252,13 +265,15 @@ class Daemon:
     # -- modem actions: resets and SIM lines ---------------------------------------
 
     def _start_sim_switcher(self) -> None:
+        from remsim_supervisor.event import settle_from_env
         from remsim_supervisor.simswitch import SimSwitcher
 
-        settle = self.environ.get("REMSIM_SUPERVISOR_EVENT_SETTLE")
         self.sims = SimSwitcher(
-            set_sim=self.set_primary_sim, get_sim=self.primary_sim_remote,
+            set_sim=self.set_primary_sim,
+            get_sim=self.primary_sim_remote,
             reset_modem=lambda reason: self.reset_modem(self._primary_name(), reason),
-            pin=self.pin_dynamic, settle_s=float(settle) if settle else 0.5,
+            pin=self.pin_dynamic,
+            settle_s=settle_from_env(self.environ),
         )
         self._sims_task = asyncio.create_task(self.sims.run(), name="osmo-remsim events")
 
@@ -276,10 +291,19 @@ class Daemon:
         lines = self.lines.get(name)
         ok = False
         if lines is not None and lines.reset is not None:
-            width = cfg.reset_pulse_ms or (
-                runner.profile.timings.reset_pulse_ms if runner.profile else None) or 300
-            log.info("%s (%s): reset pulse %d ms on %s: %s", name, cfg.role, width,
-                     cfg.reset_gpio, reason)
+            width = (
+                cfg.reset_pulse_ms
+                or (runner.profile.timings.reset_pulse_ms if runner.profile else None)
+                or 300
+            )
+            log.info(
+                "%s (%s): reset pulse %d ms on %s: %s",
+                name,
+                cfg.role,
+                width,
+                cfg.reset_gpio,
+                reason,
+            )
             await pulse(lines.reset, width)
             ok = True
         elif runner.channel is not None and runner.profile is not None:
@@ -291,8 +315,9 @@ class Daemon:
             except (AtTimeout, PortError) as exc:
                 log.warning("%s (%s): soft reset failed: %s", name, cfg.role, exc)
         else:
-            log.error("%s (%s): cannot reset (%s): no reset_gpio and no AT port", name,
-                      cfg.role, reason)
+            log.error(
+                "%s (%s): cannot reset (%s): no reset_gpio and no AT port", name, cfg.role, reason
+            )
         if cfg.role == "iot" and lines is not None and lines.sim is not None:
             lines.sim.set(sim_level(cfg, remote=False))  # the IoT modem stays on its own SIM
         return ok
@@ -302,12 +327,18 @@ class Daemon:
         cfg = self.config.modem(name)
         lines = self.lines.get(name)
         if cfg is None or lines is None or lines.sim is None:
-            log.warning("no SIM line to switch to the %s SIM (primary modem has no sim_gpio)",
-                        "remote" if remote else "local")
+            log.warning(
+                "no SIM line to switch to the %s SIM (primary modem has no sim_gpio)",
+                "remote" if remote else "local",
+            )
             return
         lines.sim.set(sim_level(cfg, remote))
-        log.info("%s (primary): SIM line %s -> %s SIM", name, cfg.sim_gpio,
-                 "remote" if remote else "local")
+        log.info(
+            "%s (primary): SIM line %s -> %s SIM",
+            name,
+            cfg.sim_gpio,
+            "remote" if remote else "local",
+        )
 
     def primary_sim_remote(self) -> bool | None:
         return self._sim_slot(self._primary_name())
@@ -351,12 +382,14 @@ class Daemon:
         try:
             sock: socket.socket | None = writer.get_extra_info("socket")
             if sock is None or not control.peer_allowed(control.peer_uid(sock)):
-                writer.write(control.encode({"ok": False, "error": "only root may use the control socket"}))
+                writer.write(
+                    control.encode({"ok": False, "error": "only root may use the control socket"})
+                )
                 return
             try:
                 line = await asyncio.wait_for(reader.readline(), 5.0)
                 request = control.decode(line)
-            except (asyncio.TimeoutError, ValueError, UnicodeDecodeError) as exc:
+            except (TimeoutError, ValueError, UnicodeDecodeError) as exc:
                 writer.write(control.encode({"ok": False, "error": f"bad request: {exc}"}))
                 return
             try:
@@ -385,8 +418,10 @@ class Daemon:
                 return {"ok": False, "error": "env must be an object"}
             origin = request.get("origin")
             result: dict[str, Any] = await self.sims.submit(
-                str(request.get("cause", "")), {str(k): str(v) for k, v in env.items()},
-                origin=origin if isinstance(origin, dict) else None)
+                str(request.get("cause", "")),
+                {str(k): str(v) for k, v in env.items()},
+                origin=origin if isinstance(origin, dict) else None,
+            )
             return result
         if cmd == "reload":
             ok, message = await self.reload()
@@ -409,14 +444,21 @@ class Daemon:
             return {"ok": False, "error": str(exc)}
         except (PortError, ValueError) as exc:
             return {"ok": False, "error": str(exc)}
-        return {"ok": True, "lines": list(response.lines), "final": response.final.text,
-                "error": response.final.is_error}
+        return {
+            "ok": True,
+            "lines": list(response.lines),
+            "final": response.final.text,
+            "error": response.final.is_error,
+        }
 
     def _handle_hotplug(self, request: dict[str, Any]) -> dict[str, Any]:
         self.hotplug_events += 1
         env = request.get("env") or {}
-        log.debug("hotplug %s %s", request.get("subsystem"),
-                  " ".join(f"{k}={v}" for k, v in sorted(env.items()) if isinstance(v, str)))
+        log.debug(
+            "hotplug %s %s",
+            request.get("subsystem"),
+            " ".join(f"{k}={v}" for k, v in sorted(env.items()) if isinstance(v, str)),
+        )
         for runner in self.runners.values():
             runner.hotplug()
         return {"ok": True}
@@ -432,11 +474,14 @@ class Daemon:
             "grace": self.heartbeat.grace(),
             **self.heartbeat.status(),
             "recoveries": self.guardian.status(),
-            "modems": [self._modem_status(mc.name) for mc in self.config.modems
-                       if mc.name in self.runners],
-            "events": {"hotplug": self.hotplug_events},
+            "modems": [
+                self._modem_status(mc.name) for mc in self.config.modems if mc.name in self.runners
+            ],
+            "events": {
+                "hotplug": self.hotplug_events,
+                "osmo_remsim": self.sims.status() if self.sims is not None else None,
+            },
         }
-
 
     def _modem_status(self, name: str) -> dict[str, Any]:
         status = self.runners[name].status()

@@ -96,8 +96,7 @@ class Guardian:
             else:
                 self.down_since.setdefault(name, now)
             views.append((name, runner, carries))
-        stranded = not any(carries for _n, _r, carries in views) and \
-            now - self.started >= STARTUP_S
+        stranded = not any(carries for _n, _r, carries in views) and now - self.started >= STARTUP_S
         out = []
         for name, runner, carries in views:
             if not carries:
@@ -110,11 +109,17 @@ class Guardian:
                 caps.add("interface")
             if self._authorized_file(name) is not None:
                 caps.add("usb")
-            out.append(ModemHealth(
-                name=name, role=cfg.role, model=runner.facts.profile or cfg.model,
-                heartbeat_ok=carries, capabilities=frozenset(caps),
-                at_responsive=runner.channel is not None and runner.facts.state != "failed",
-                down_since=None if carries else self.down_since[name]))
+            out.append(
+                ModemHealth(
+                    name=name,
+                    role=cfg.role,
+                    model=runner.facts.profile or cfg.model,
+                    heartbeat_ok=carries,
+                    capabilities=frozenset(caps),
+                    at_responsive=runner.channel is not None and runner.facts.state != "failed",
+                    down_since=None if carries else self.down_since[name],
+                )
+            )
         return out
 
     def _authorized_file(self, name: str) -> Path | None:
@@ -133,14 +138,18 @@ class Guardian:
     async def run(self) -> None:
         while True:
             now = self.clock()
-            self.history = [a for a in self.history
-                            if a.ended is None or now - a.ended < HISTORY_S]
+            self.history = [a for a in self.history if a.ended is None or now - a.ended < HISTORY_S]
             decision = plan(
-                now=now, last_ack=self._last_ack(), grace_s=self.d.config.supervisor.grace_period,
-                margin_s=self.d.config.escalation.margin, modems=self.health(),
-                history=self.history, costs=self.costs,
+                now=now,
+                last_ack=self._last_ack(),
+                grace_s=self.d.config.supervisor.grace_period,
+                margin_s=self.d.config.escalation.margin,
+                modems=self.health(),
+                history=self.history,
+                costs=self.costs,
                 max_resets_per_hour=self.d.config.escalation.max_resets_per_hour,
-                path=self.d.heartbeat.path.active)
+                path=self.d.heartbeat.path.active,
+            )
             timeout = TICK_S
             if isinstance(decision, Step) and decision.modem not in self.running:
                 self._start(decision)
@@ -153,7 +162,7 @@ class Guardian:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def stop(self) -> None:
@@ -174,18 +183,32 @@ class Guardian:
     def _start(self, step: Step) -> None:
         attempt = Attempt(step.modem, step.rung, self.clock(), None, None)
         self.history.append(attempt)
-        record = {"modem": step.modem, "step": step.rung, "started": round(time.time(), 1),
-                  "result": "running", "grace_left_s": round(self.grace_left(), 1),
-                  "expected_s": round(step.expected_s, 1), "reason": step.reason,
-                  "urgent": step.urgent}
+        record = {
+            "modem": step.modem,
+            "step": step.rung,
+            "started": round(time.time(), 1),
+            "result": "running",
+            "grace_left_s": round(self.grace_left(), 1),
+            "expected_s": round(step.expected_s, 1),
+            "reason": step.reason,
+            "urgent": step.urgent,
+        }
         self.recent.appendleft(record)
         runner = self.d.runners.get(step.modem)
         role = runner.cfg.role if runner else "?"
-        log.warning("%s (%s): recovery step %s%s, expected %.0f s, %.0f s of grace left: %s",
-                    step.modem, role, step.rung, " (best effort)" if step.best_effort else "",
-                    step.expected_s, self.grace_left(), step.reason)
-        self.running[step.modem] = asyncio.create_task(self._run_step(step, attempt, record),
-                                                       name=f"recovery {step.modem}")
+        log.warning(
+            "%s (%s): recovery step %s%s, expected %.0f s, %.0f s of grace left: %s",
+            step.modem,
+            role,
+            step.rung,
+            " (best effort)" if step.best_effort else "",
+            step.expected_s,
+            self.grace_left(),
+            step.reason,
+        )
+        self.running[step.modem] = asyncio.create_task(
+            self._run_step(step, attempt, record), name=f"recovery {step.modem}"
+        )
 
     async def _run_step(self, step: Step, attempt: Attempt, record: dict[str, Any]) -> None:
         runner = self.d.runners.get(step.modem)
@@ -205,18 +228,26 @@ class Guardian:
             if runner is not None and runner.facts.recovering is not None:
                 runner.apply(m.RecoveryEnded(step.rung, ok))
             ended = self.clock()
-            self.history = [Attempt(a.modem, a.rung, a.started, ended, ok) if a is attempt else a
-                            for a in self.history]
+            self.history = [
+                Attempt(a.modem, a.rung, a.started, ended, ok) if a is attempt else a
+                for a in self.history
+            ]
             self.running.pop(step.modem, None)
             record["result"] = "ok" if ok else "failed"
             record["took_s"] = round(ended - attempt.started, 1)
             if ok and runner is not None:
-                self.costs = self.costs.observe(runner.facts.profile or runner.cfg.model,
-                                                step.rung, ended - attempt.started)
-            log.log(logging.INFO if ok else logging.WARNING,
-                    "%s: recovery step %s %s after %.0f s, %.0f s of grace left", step.modem,
-                    step.rung, "worked" if ok else "did not help", ended - attempt.started,
-                    self.grace_left())
+                self.costs = self.costs.observe(
+                    runner.facts.profile or runner.cfg.model, step.rung, ended - attempt.started
+                )
+            log.log(
+                logging.INFO if ok else logging.WARNING,
+                "%s: recovery step %s %s after %.0f s, %.0f s of grace left",
+                step.modem,
+                step.rung,
+                "worked" if ok else "did not help",
+                ended - attempt.started,
+                self.grace_left(),
+            )
             self.poke()
 
     async def _do(self, step: Step) -> bool:
@@ -262,15 +293,22 @@ class Guardian:
         argv = [*self._ifup_command(), interface]
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE)
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
             _out, err = await asyncio.wait_for(proc.communicate(), 30.0)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             log.warning("%s failed: %s", " ".join(argv), exc)
             return False
         if proc.returncode != 0:
-            log.warning("%s exited with %s: %s", " ".join(argv), proc.returncode,
-                        err.decode(errors="replace").strip()[:200])
+            log.warning(
+                "%s exited with %s: %s",
+                " ".join(argv),
+                proc.returncode,
+                err.decode(errors="replace").strip()[:200],
+            )
         return proc.returncode == 0
 
     async def _usb_reauth(self, name: str) -> bool:
@@ -290,15 +328,18 @@ class Guardian:
         return True
 
     async def _recovered(self, step: Step, started: float) -> bool:
-        """Wait, up to the step's expected time, until a heartbeat over the modem is acknowledged."""
+        """Wait, up to the step's expected time, for a heartbeat over the modem to be acked."""
         deadline = self.clock() + max(step.expected_s, 5.0)
         asked = False
         runner = self.d.runners.get(step.modem)
         while self.clock() < deadline:
             if self.d.heartbeat.acked_over_since(step.modem, started):
                 return True
-            if not asked and runner is not None and runner.facts.state in ("registered",
-                                                                           "connected"):
+            if (
+                not asked
+                and runner is not None
+                and runner.facts.state in ("registered", "connected")
+            ):
                 # Back on the network: prove it with a heartbeat now, not an interval later.
                 self.d.heartbeat.beat_now()
                 asked = True

@@ -43,7 +43,11 @@ from typing import Any
 from remsim_supervisor import pathsel
 from remsim_supervisor.config import Config
 from remsim_supervisor.ionmesh import (
-    Exchange, IonMeshClient, IonMeshError, NotRegistered, Unauthorized,
+    Exchange,
+    IonMeshClient,
+    IonMeshError,
+    NotRegistered,
+    Unauthorized,
 )
 from remsim_supervisor.resolve import Resolver, is_address
 from remsim_supervisor.transport import in_daemon_thread
@@ -72,9 +76,15 @@ class ModemView:
 
 
 class HeartbeatService:
-    def __init__(self, config: Config, modems: Callable[[], list[ModemView]], *,
-                 state_dir: str = STATE_DIR, router: Any = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: Config,
+        modems: Callable[[], list[ModemView]],
+        *,
+        state_dir: str = STATE_DIR,
+        router: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self.modems = modems
         self.clock = clock
@@ -82,9 +92,12 @@ class HeartbeatService:
         self.state_dir = state_dir
         self.router = router  # created in run() unless given (tests)
         routing = config.routing
-        self.resolver = Resolver(cache_file=os.path.join(state_dir, "resolved.json"),
-                                 period_s=routing.resolve_interval, mark=routing.mark,
-                                 timeout=min(3.0, config.ionmesh.timeout))
+        self.resolver = Resolver(
+            cache_file=os.path.join(state_dir, "resolved.json"),
+            period_s=routing.resolve_interval,
+            mark=routing.mark,
+            timeout=min(3.0, config.ionmesh.timeout),
+        )
         self.path = pathsel.PathState()
         self.facts: dict[str, pathsel.PathFacts] = {}
         self.dynamic_hosts: dict[str, str] = {}  # "bankd"/"server" -> host
@@ -169,10 +182,13 @@ class HeartbeatService:
                 "interval_s": self.interval,
                 "registered": self.registered,
                 "last_rtt_ms": self.last_rtt_ms,
-                "sent": self.sent, "acked": self.acked, "failed": self.failed,
+                "sent": self.sent,
+                "acked": self.acked,
+                "failed": self.failed,
                 "bytes_per_heartbeat": per_beat,
-                "projected_bytes_30d": (round(per_beat * MONTH_S / self.interval)
-                                        if per_beat else None),
+                "projected_bytes_30d": (
+                    round(per_beat * MONTH_S / self.interval) if per_beat else None
+                ),
                 "last_error": self.last_error,
                 "path_reason": self.path.reason,
                 "moves": list(self.moves),
@@ -212,7 +228,7 @@ class HeartbeatService:
                 continue
             try:
                 await asyncio.wait_for(self._wake.wait(), max(0.0, next_beat - self.clock()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
 
@@ -224,7 +240,7 @@ class HeartbeatService:
             try:
                 await asyncio.wait_for(in_daemon_thread(client.unregister), budget_s)
                 log.info("unregistered from IonMesh")
-            except (IonMeshError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, IonMeshError) as exc:
                 log.warning("could not unregister from IonMesh: %s", exc)
         for c in [self._client, *self._bound.values()]:
             if c is not None:
@@ -256,7 +272,7 @@ class HeartbeatService:
             before = self.resolver.known(host)
             try:
                 after = await asyncio.wait_for(in_daemon_thread(self.resolver.resolve, host), 10.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             if sorted(after) != sorted(before):  # type: ignore[arg-type]
                 self._facts_changed = True
@@ -265,8 +281,9 @@ class HeartbeatService:
         pins = []
         for what, host in self._hosts():
             for address in self.resolver.known(host):
-                pins.append({"host": host, "address": address, "via": self.path.active,
-                             "what": what})
+                pins.append(
+                    {"host": host, "address": address, "via": self.path.active, "what": what}
+                )
         return pins
 
     async def _read_facts(self) -> dict[str, pathsel.PathFacts]:
@@ -276,7 +293,8 @@ class HeartbeatService:
             if view.device:
                 try:
                     info = await asyncio.wait_for(
-                        in_daemon_thread(self.router.link_state, view.device), 3.0)
+                        in_daemon_thread(self.router.link_state, view.device), 3.0
+                    )
                     up, has_address = info.up, bool(info.ipv4)
                 except Exception as exc:
                     log.debug("reading %s: %s", view.device, exc)
@@ -298,26 +316,42 @@ class HeartbeatService:
             # Logged before any await: whoever sees the new path in status
             # finds the line that says why.
             left = self.grace()["remaining_s"]
-            log.warning("heartbeat path %s -> %s: %s (%.0f s of grace left)",
-                        move.old or "none", move.new or "none", move.reason, left)
-            self.moves.append({"at": round(time.time(), 1), "from": move.old, "to": move.new,
-                               "reason": move.reason, "grace_left_s": left})
+            log.warning(
+                "heartbeat path %s -> %s: %s (%.0f s of grace left)",
+                move.old or "none",
+                move.new or "none",
+                move.reason,
+                left,
+            )
+            self.moves.append(
+                {
+                    "at": round(time.time(), 1),
+                    "from": move.old,
+                    "to": move.new,
+                    "reason": move.reason,
+                    "grace_left_s": left,
+                }
+            )
         pins = self._pins()
         addresses = sorted({p["address"] for p in pins if p["address"]})
         active = self.facts.get(self.path.active) if self.path.active else None
         try:
-            path = await in_daemon_thread(self.router.path_of, active.modem, active.device) \
-                if active is not None and active.device else None
+            path = (
+                await in_daemon_thread(self.router.path_of, active.modem, active.device)
+                if active is not None and active.device
+                else None
+            )
             standby = []
             for f in self.facts.values():
                 if f.usable and f.device and (active is None or f.modem != active.modem):
                     standby.append(await in_daemon_thread(self.router.path_of, f.modem, f.device))
             changes = await asyncio.wait_for(
-                in_daemon_thread(self.router.reconcile, addresses, path, standby), 5.0)
+                in_daemon_thread(self.router.reconcile, addresses, path, standby), 5.0
+            )
             if changes:
                 log.debug("routing: %s", changes)
             self.rules, self.routes = await in_daemon_thread(self.router.owned)
-        except (RoutingError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, RoutingError, OSError) as exc:
             log.error("heartbeat path routing failed: %s", exc)
         self.pinned = pins
         if move is None:
@@ -343,8 +377,11 @@ class HeartbeatService:
 
     def _make_client(self, device: str | None) -> IonMeshClient:
         return IonMeshClient.from_config(
-            self.config.ionmesh, bind_device=device, mark=self.config.routing.mark,
-            connect_address=self._address())
+            self.config.ionmesh,
+            bind_device=device,
+            mark=self.config.routing.mark,
+            connect_address=self._address(),
+        )
 
     def _client_for(self, modem: str | None) -> IonMeshClient:
         address = self._address()
@@ -375,7 +412,8 @@ class HeartbeatService:
             pass
         views = {v.name: v for v in self.modems()}
         carrier = views.get(self.path.active or "") or next(
-            (v for v in views.values() if v.role == "iot"), None)
+            (v for v in views.values() if v.role == "iot"), None
+        )
         info: dict[str, Any] = {}
         if carrier is not None:
             signal = carrier.status.get("signal") or {}
@@ -386,13 +424,18 @@ class HeartbeatService:
             if carrier.device:
                 for key, name in (("data_rx_bytes", "rx_bytes"), ("data_tx_bytes", "tx_bytes")):
                     try:
-                        stats[key] = int(Path(f"/sys/class/net/{carrier.device}/statistics/{name}")
-                                         .read_text())
+                        stats[key] = int(
+                            Path(f"/sys/class/net/{carrier.device}/statistics/{name}").read_text()
+                        )
                     except (OSError, ValueError):
                         pass
             identity = carrier.status.get("identity") or {}
-            info = {"vendor": identity.get("manufacturer"), "model": identity.get("model"),
-                    "firmware": identity.get("revision"), "network": carrier.status.get("operator")}
+            info = {
+                "vendor": identity.get("manufacturer"),
+                "model": identity.get("model"),
+                "firmware": identity.get("revision"),
+                "network": carrier.status.get("operator"),
+            }
         return stats, info
 
     async def _call(self, client: IonMeshClient, what: str) -> Any:
@@ -400,11 +443,13 @@ class HeartbeatService:
         if what == "register":
             model = next((v.model for v in self.modems() if v.role == "iot"), None)
             hardware = {"modem_model": model} if model else None
-            return await asyncio.wait_for(in_daemon_thread(client.register, hardware),
-                                          client.timeout * 2 + 1)
+            return await asyncio.wait_for(
+                in_daemon_thread(client.register, hardware), client.timeout * 2 + 1
+            )
         stats, info = self._stats()
         return await asyncio.wait_for(
-            in_daemon_thread(client.heartbeat, "active", stats, info), client.timeout * 2 + 1)
+            in_daemon_thread(client.heartbeat, "active", stats, info), client.timeout * 2 + 1
+        )
 
     async def _exchange(self, modem: str | None) -> bool:
         """Register if needed and send one heartbeat over ``modem`` (None: the active path)."""
@@ -417,8 +462,11 @@ class HeartbeatService:
                     self.registered = True
                     if assignment.heartbeat_interval:
                         self.interval = float(assignment.heartbeat_interval)
-                    log.info("registered with IonMesh over %s (heartbeat every %.0f s)", via,
-                             self.interval)
+                    log.info(
+                        "registered with IonMesh over %s (heartbeat every %.0f s)",
+                        via,
+                        self.interval,
+                    )
                 self.sent += 1
                 result = await self._call(client, "heartbeat")
             except NotRegistered:
@@ -430,7 +478,7 @@ class HeartbeatService:
                 self.last_error = str(exc)
                 log.error("%s", exc)
                 return False
-            except (IonMeshError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, IonMeshError, OSError) as exc:
                 over = modem or self.path.active
                 if over:
                     self.outcomes[over] = (False, self.clock())
@@ -438,8 +486,12 @@ class HeartbeatService:
                         self.on_failure(over)
                 self.failed += 1
                 self.last_error = f"over {via}: {exc}" if str(exc) else f"over {via}: timed out"
-                log.warning("heartbeat over %s failed: %s (%.0f s of grace left)", via,
-                            exc or "timed out", self.grace()["remaining_s"])
+                log.warning(
+                    "heartbeat over %s failed: %s (%.0f s of grace left)",
+                    via,
+                    exc or "timed out",
+                    self.grace()["remaining_s"],
+                )
                 client.close()
                 return False
             over = modem or self.path.active
@@ -462,15 +514,20 @@ class HeartbeatService:
         self.wire_bytes.append(wire)
         if next_interval:
             self.interval = float(next_interval)
-        log.debug("heartbeat acknowledged over %s in %.1f ms (%d bytes)", via, exchange.rtt_ms,
-                  wire)
+        log.debug(
+            "heartbeat acknowledged over %s in %.1f ms (%d bytes)", via, exchange.rtt_ms, wire
+        )
         budget = self.config.supervisor.data_budget_mb
         if budget and not self.budget_warned and len(self.wire_bytes) >= 5:
             projected = sum(self.wire_bytes) / len(self.wire_bytes) * MONTH_S / self.interval
             if projected > budget * 1e6:
                 self.budget_warned = True
-                log.warning("heartbeats alone project to %.1f MB in 30 days, over the %.0f MB "
-                            "data budget of the IoT SIM", projected / 1e6, budget)
+                log.warning(
+                    "heartbeats alone project to %.1f MB in 30 days, over the %.0f MB "
+                    "data budget of the IoT SIM",
+                    projected / 1e6,
+                    budget,
+                )
 
     async def _beat(self) -> None:
         """This interval's heartbeat, with failback attempts and failover retries."""
@@ -479,7 +536,8 @@ class HeartbeatService:
             ok = await self._exchange(candidate)
             if ok:
                 self.path, move = pathsel.on_heartbeat_acked(
-                    self.path, self.facts, candidate, self.config.routing.failback_after)
+                    self.path, self.facts, candidate, self.config.routing.failback_after
+                )
                 if move is not None:
                     await self._apply(move)
                 return

@@ -88,8 +88,8 @@ def _quiet_libraries(record: logging.LogRecord) -> bool:
 def setup(level: str = "info", to_stderr: bool = False, to_syslog: bool = True) -> None:
     """Configure the root logger for this process (idempotent)."""
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
     root.setLevel(LEVELS.get(level, logging.INFO))
     if to_syslog:
         handler: logging.Handler = SyslogHandler()

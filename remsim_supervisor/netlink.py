@@ -64,7 +64,7 @@ def parse_links(data: bytes) -> list[tuple[int, str | None, bool, bool]]:
                 if alen < RTATTR.size:
                     break
                 if atype == IFLA_IFNAME:
-                    raw = data[attr + RTATTR.size: attr + alen]
+                    raw = data[attr + RTATTR.size : attr + alen]
                     name = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
                 attr += _align(alen)
             up = bool(flags & IFF_UP) and bool(flags & (IFF_LOWER_UP | IFF_RUNNING))
@@ -93,7 +93,9 @@ class LinkMonitor:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+        sock = socket.socket(
+            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE
+        )
         sock.setblocking(False)
         sock.bind((0, RTMGRP_LINK))
         self._sock = sock
@@ -111,8 +113,9 @@ class LinkMonitor:
         assert self._sock is not None
         self._seq += 1
         body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
-        header = NLMSGHDR.pack(NLMSGHDR.size + len(body), RTM_GETLINK,
-                               NLM_F_REQUEST | NLM_F_DUMP, self._seq, 0)
+        header = NLMSGHDR.pack(
+            NLMSGHDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, self._seq, 0
+        )
         try:
             self._sock.send(header + body)
         except OSError as exc:

@@ -45,8 +45,8 @@ class PathFacts:
 
 @dataclass(frozen=True)
 class PathState:
-    active: str | None = None          # modem name
-    failback_ok: int = 0               # consecutive acknowledged heartbeats over the preferred path
+    active: str | None = None  # modem name
+    failback_ok: int = 0  # consecutive acknowledged heartbeats over the preferred path
     reason: str = "no path yet"
 
 
@@ -83,8 +83,11 @@ def on_facts(state: PathState, paths: dict[str, PathFacts]) -> tuple[PathState, 
     if active is not None and active.usable:
         return state, None
     preferred = _preferred(paths)
-    why = (f"{active.modem} path down ({_down_why(active)})" if active is not None
-           else "choosing a path")
+    why = (
+        f"{active.modem} path down ({_down_why(active)})"
+        if active is not None
+        else "choosing a path"
+    )
     if state.active is None and preferred is not None and preferred.usable:
         return _move(state, preferred.modem, f"{preferred.modem} path usable")
     other = _fallback(paths, besides=state.active)
@@ -103,8 +106,9 @@ def _down_why(p: PathFacts) -> str:
     return f"{p.device} has no address"
 
 
-def on_heartbeat_failed(state: PathState, paths: dict[str, PathFacts],
-                        via: str | None) -> tuple[PathState, Move | None]:
+def on_heartbeat_failed(
+    state: PathState, paths: dict[str, PathFacts], via: str | None
+) -> tuple[PathState, Move | None]:
     """A heartbeat over ``via`` (a modem, or None for the active path) was not acknowledged."""
     if via is not None and via != state.active:
         # A failback attempt over the preferred path failed: stay, start counting again.
@@ -112,12 +116,16 @@ def on_heartbeat_failed(state: PathState, paths: dict[str, PathFacts],
     other = _fallback(paths, besides=state.active)
     if other is None:
         return replace(state, reason="heartbeat failed; no other usable path"), None
-    return _move(state, other.modem,
-                 f"heartbeat over {state.active} failed (silent path); {other.modem} takes over")
+    return _move(
+        state,
+        other.modem,
+        f"heartbeat over {state.active} failed (silent path); {other.modem} takes over",
+    )
 
 
-def on_heartbeat_acked(state: PathState, paths: dict[str, PathFacts], via: str | None,
-                       failback_after: int) -> tuple[PathState, Move | None]:
+def on_heartbeat_acked(
+    state: PathState, paths: dict[str, PathFacts], via: str | None, failback_after: int
+) -> tuple[PathState, Move | None]:
     """A heartbeat over ``via`` (None: the active path) was acknowledged."""
     if via is None or via == state.active:
         return state, None

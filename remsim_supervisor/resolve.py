@@ -94,7 +94,7 @@ def parse_answer(data: bytes, ident: int) -> tuple[list[str], float | None]:
         offset = _skip_name(data, offset)
         rtype, _rclass, rttl, length = struct.unpack_from("!HHIH", data, offset)
         offset += 10
-        rdata = data[offset:offset + length]
+        rdata = data[offset : offset + length]
         offset += length
         if rtype == 1 and length == 4:
             addresses.append(socket.inet_ntop(socket.AF_INET, rdata))
@@ -125,8 +125,9 @@ def upstream_servers(files: Iterable[str] = RESOLV_FILES) -> list[str]:
     return []
 
 
-def query(name: str, server: str, *, port: int = 53, mark: int | None = None,
-          timeout: float = 2.0) -> tuple[list[str], float | None]:
+def query(
+    name: str, server: str, *, port: int = 53, mark: int | None = None, timeout: float = 2.0
+) -> tuple[list[str], float | None]:
     """Ask one server for A and AAAA records of ``name`` (``server`` may be ``ADDR#PORT``)."""
     if "#" in server:  # dnsmasq's notation for a server on another port
         server, _, port_text = server.partition("#")
@@ -196,10 +197,16 @@ class Entry:
 
 
 class Resolver:
-    def __init__(self, *, cache_file: str | None = None, period_s: float = DEFAULT_PERIOD_S,
-                 mark: int | None = None, timeout: float = 2.0,
-                 servers: Callable[[], list[str]] = upstream_servers,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        cache_file: str | None = None,
+        period_s: float = DEFAULT_PERIOD_S,
+        mark: int | None = None,
+        timeout: float = 2.0,
+        servers: Callable[[], list[str]] = upstream_servers,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.cache_file = cache_file
         self.period_s = period_s
         self.mark = mark
@@ -217,9 +224,10 @@ class Resolver:
         except (OSError, ValueError):
             return
         now = self.clock()
-        for name, addresses in (data.items() if isinstance(data, dict) else ()):
-            if isinstance(addresses, list) and all(isinstance(a, str) and is_address(a)
-                                                   for a in addresses):
+        for name, addresses in data.items() if isinstance(data, dict) else ():
+            if isinstance(addresses, list) and all(
+                isinstance(a, str) and is_address(a) for a in addresses
+            ):
                 # Known, but due for a fresh look at once.
                 self.entries[name] = Entry(list(addresses), now, "saved")
 

@@ -9,17 +9,18 @@ most once, then the modem reset exactly once. The rule, in full, is in
 ``docs/remsim-events.md``; in short:
 
 * A **batch** is every event that arrives until none has arrived for
-  ``settle_s``; twice that while the batch has card or reset requests but no
-  SIM request yet (its SIM request is still on its way); never longer than
+  ``settle_s``; while the batch has card or reset requests but no SIM
+  request yet (its SIM request is still on its way), until that request
+  comes or ``MAX_BATCH_SETTLES`` windows have passed; never longer than
   ``MAX_BATCH_SETTLES`` windows in all.
 * Its **side** is the SIM request the client issued last: by the client's
   spawning order when every SIM request carries its origin (process start
   tick, then pid), else by arrival. A request older than one already applied
   is stale and ignored.
 * The line is set when the side differs from the line's; the modem is reset
-  **once** if the line was switched or the batch holds a reset request that no
-  earlier reset satisfied (one whose process started after the last reset
-  began: a straggler of the previous transition is not a new request).
+  **once** if the line was switched or the batch holds a reset request whose
+  process started after the last reset began (an older one is a straggler
+  that reset already served).
 * ``event-config-bankd`` and ``event-server-connect`` pin the bankd and
   remsim-server addresses at once, without waiting for the batch.
 
@@ -64,6 +65,7 @@ __all__ = [
     "origin_from_wire",
     "parse_hostport",
     "plan",
+    "remember",
     "settle_due",
     "side_name",
 ]
@@ -76,10 +78,19 @@ MODEM_RESET = "request-modem-reset"
 SERVER_CONNECT, CONFIG_BANKD = "event-server-connect", "event-config-bankd"
 BANKD_CONNECT, MODEM_STATUS = "event-bankd-connect", "event-modem-status"
 
-KNOWN_CAUSES: frozenset[str] = frozenset({
-    SERVER_CONNECT, CONFIG_BANKD, BANKD_CONNECT, MODEM_STATUS,
-    SIM_REMOTE, SIM_LOCAL, CARD_INSERT, CARD_REMOVE, MODEM_RESET,
-})
+KNOWN_CAUSES: frozenset[str] = frozenset(
+    {
+        SERVER_CONNECT,
+        CONFIG_BANKD,
+        BANKD_CONNECT,
+        MODEM_STATUS,
+        SIM_REMOTE,
+        SIM_LOCAL,
+        CARD_INSERT,
+        CARD_REMOVE,
+        MODEM_RESET,
+    }
+)
 _SIDE = {SIM_REMOTE: True, SIM_LOCAL: False}
 # A batch holding these but no SIM request waits longer: in the client's code
 # they never come without the SIM request of the same transition.
@@ -98,7 +109,7 @@ def side_name(remote: bool | None) -> str | None:
     return None if remote is None else ("remote" if remote else "local")
 
 
-# --- host:port from the client -------------------------------------------------------------------
+# --- host:port from the client ---
 
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _NO_HOST = ("", "(null)")  # what the client prints before a bankd is configured
@@ -169,7 +180,8 @@ def _host(text: str) -> str:
     return text.lower()
 
 
-# --- the rule --------------------------------------------------------------------------------------
+# --- the rule ---
+
 
 @dataclass(frozen=True)
 class Event:
@@ -228,10 +240,13 @@ def settle_due(batch: Sequence[Event], settle_s: float) -> float:
     first = min(e.at for e in batch)
     last = max(e.at for e in batch)
     causes = {e.cause for e in batch}
-    quiet = settle_s
     if causes & _TRANSITION and not causes & _SIDE.keys():
-        quiet = 2 * settle_s
-    return min(last + quiet, first + MAX_BATCH_SETTLES * settle_s)
+        # Both of osmo-remsim's sequences carry a SIM request: a batch of card
+        # and reset requests without one is a transition whose SIM request is
+        # still on its way (event processes start slowly on a loaded router),
+        # so it waits for it, up to the batch's limit.
+        return first + MAX_BATCH_SETTLES * settle_s
+    return min(last + settle_s, first + MAX_BATCH_SETTLES * settle_s)
 
 
 def plan(batch: Sequence[Event], current: bool | None, memory: Memory) -> Plan:
@@ -254,8 +269,11 @@ def plan(batch: Sequence[Event], current: bool | None, memory: Memory) -> Plan:
 
 def _satisfied(event: Event, memory: Memory) -> bool:
     # A reset that began after this request's process started has done what it asks.
-    return (event.started is not None and memory.last_reset_at is not None
-            and event.started <= memory.last_reset_at)
+    return (
+        event.started is not None
+        and memory.last_reset_at is not None
+        and event.started <= memory.last_reset_at
+    )
 
 
 def remember(memory: Memory, done: Plan, reset_at: float | None) -> None:
@@ -281,7 +299,8 @@ def origin_from_wire(value: Any) -> tuple[tuple[int, int], float] | None:
     return (ticks, pid), float(age)
 
 
-# --- the daemon's consumer -----------------------------------------------------------------------
+# --- the daemon's consumer ---
+
 
 class SimSwitcher:
     """Takes events from the control socket and applies their net effect.
@@ -293,12 +312,17 @@ class SimSwitcher:
     tests run on simulated time. :meth:`run` is the one task that calls them.
     """
 
-    def __init__(self, *, set_sim: Callable[[bool], Awaitable[None]],
-                 get_sim: Callable[[], bool | None],
-                 reset_modem: Callable[[str], Awaitable[bool]],
-                 pin: Callable[[str, str], Awaitable[None]],
-                 settle_s: float = 0.5, sleep: Sleep | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        set_sim: Callable[[bool], Awaitable[None]],
+        get_sim: Callable[[], bool | None],
+        reset_modem: Callable[[str], Awaitable[bool]],
+        pin: Callable[[str, str], Awaitable[None]],
+        settle_s: float = 0.5,
+        sleep: Sleep | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         import asyncio  # here, not at the top: the event command imports this module
 
         if settle_s <= 0:
@@ -319,14 +343,18 @@ class SimSwitcher:
         self._applying = False
         self._transitions: deque[dict[str, Any]] = deque(maxlen=HISTORY)
 
-    async def submit(self, cause: str, env: Mapping[str, str],
-                     origin: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    async def submit(
+        self, cause: str, env: Mapping[str, str], origin: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Queue one event; never waits for its effect. ``origin`` is the event
         process's ``{"ticks", "pid", "age_s"}`` (see ``event.py``), if known."""
         if cause not in KNOWN_CAUSES:
             log.warning("osmo-remsim: unknown event cause %r ignored", cause[:64])
-            return {"ok": False, "error": f"unknown cause {cause[:64]!r}: known causes are "
-                                          + ", ".join(sorted(KNOWN_CAUSES))}
+            return {
+                "ok": False,
+                "error": f"unknown cause {cause[:64]!r}: known causes are "
+                + ", ".join(sorted(KNOWN_CAUSES)),
+            }
         now = self._clock()
         known = origin_from_wire(origin)
         order, started = (known[0], now - known[1]) if known is not None else (None, None)
@@ -358,8 +386,13 @@ class SimSwitcher:
             try:
                 peer = parse_hostport(value, port)
             except ValueError as exc:
-                log.warning("osmo-remsim: %s %r rejected, %s not pinned: %s", variable,
-                            (value or "")[:80], kind, exc)
+                log.warning(
+                    "osmo-remsim: %s %r rejected, %s not pinned: %s",
+                    variable,
+                    (value or "")[:80],
+                    kind,
+                    exc,
+                )
                 notes.append(f"{variable}: {exc}")
                 continue
             if peer is None:
@@ -409,8 +442,7 @@ class SimSwitcher:
             try:
                 await self._apply(batch)
             except Exception:  # one bad batch must not end the consumer
-                log.exception("osmo-remsim: applying %s failed",
-                              ", ".join(e.cause for e in batch))
+                log.exception("osmo-remsim: applying %s failed", ", ".join(e.cause for e in batch))
             finally:
                 self._applying = False
 
@@ -432,21 +464,33 @@ class SimSwitcher:
         reset_ok: bool | None = None
         if switched or decided.requested_reset:
             reset_at = self._clock()
-            reason = (f"osmo-remsim: {side_name(decided.side)} SIM selected" if switched
-                      else "osmo-remsim: modem reset requested")
+            reason = (
+                f"osmo-remsim: {side_name(decided.side)} SIM selected"
+                if switched
+                else "osmo-remsim: modem reset requested"
+            )
             try:
                 reset_ok = bool(await self._reset_modem(reason))
             except Exception:
                 log.exception("osmo-remsim: modem reset failed")
                 reset_ok = False
         remember(self._memory, decided, reset_at)
-        self._transitions.append({
-            "at": reset_at if reset_at is not None else self._clock(),
-            "causes": list(decided.causes), "side": side_name(decided.side),
-            "switched": switched, "reset": reset_at is not None, "reset_ok": reset_ok,
-        })
-        log.info("osmo-remsim: %s (%s)%s", decided.describe(), ", ".join(decided.causes),
-                 "" if reset_ok is not False else "; the reset did not succeed")
+        self._transitions.append(
+            {
+                "at": reset_at if reset_at is not None else self._clock(),
+                "causes": list(decided.causes),
+                "side": side_name(decided.side),
+                "switched": switched,
+                "reset": reset_at is not None,
+                "reset_ok": reset_ok,
+            }
+        )
+        log.info(
+            "osmo-remsim: %s (%s)%s",
+            decided.describe(),
+            ", ".join(decided.causes),
+            "" if reset_ok is not False else "; the reset did not succeed",
+        )
 
     def status(self) -> dict[str, Any]:
         now = self._clock()
@@ -457,12 +501,15 @@ class SimSwitcher:
             "pending": len(self._pending),
             "busy": self._applying or bool(self._pending),
             "pinned": {kind: hostport for kind, (hostport, _) in self._pinned.items()},
-            "transitions": [{**{k: v for k, v in t.items() if k != "at"},
-                             "age_s": round(now - t["at"], 1)} for t in self._transitions],
+            "transitions": [
+                {**{k: v for k, v in t.items() if k != "at"}, "age_s": round(now - t["at"], 1)}
+                for t in self._transitions
+            ],
         }
 
 
-# --- the IoT modem ---------------------------------------------------------------------------------
+# --- the IoT modem ---
+
 
 def hold_local(cfg: ModemConfig, line: Line) -> bool:
     """Drive ``cfg``'s SIM line to its local SIM; True if it was elsewhere.
@@ -476,6 +523,10 @@ def hold_local(cfg: ModemConfig, line: Line) -> bool:
     if line.get() == local:
         return False
     line.set(local)
-    log.warning("%s (%s): SIM line %s was on the remote SIM; back on the local SIM", cfg.name,
-                cfg.role, cfg.sim_gpio)
+    log.warning(
+        "%s (%s): SIM line %s was on the remote SIM; back on the local SIM",
+        cfg.name,
+        cfg.role,
+        cfg.sim_gpio,
+    )
     return True

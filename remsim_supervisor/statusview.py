@@ -14,21 +14,28 @@ def _signal(signal: dict[str, Any]) -> str:
         if key in signal and key != "mode":
             unit = "dBm" if key.endswith("_dbm") else "dB"
             name = key.rsplit("_", 1)[0].upper()
-            parts.append(f"{name} {signal[key]:g} {unit}" if isinstance(signal[key], (int, float))
-                         else f"{name} {signal[key]}")
+            parts.append(
+                f"{name} {signal[key]:g} {unit}"
+                if isinstance(signal[key], (int, float))
+                else f"{name} {signal[key]}"
+            )
     return ", ".join(parts) or "-"
 
 
 def render(status: dict[str, Any]) -> str:
-    lines = [f"remsim-supervisor {status.get('version', '?')}, pid {status.get('pid', '?')}, "
-             f"up {status.get('uptime_s', 0):.0f} s"]
+    lines = [
+        f"remsim-supervisor {status.get('version', '?')}, pid {status.get('pid', '?')}, "
+        f"up {status.get('uptime_s', 0):.0f} s"
+    ]
     grace = status.get("grace")
     if grace:
         remaining = grace.get("remaining_s")
         age = grace.get("last_ack_age_s")
-        lines.append(f"grace     {remaining if remaining is not None else '-'} s left of "
-                     f"{grace.get('period_s')} s; last acknowledged heartbeat "
-                     f"{'never' if age is None else f'{age:.0f} s ago'}")
+        lines.append(
+            f"grace     {remaining if remaining is not None else '-'} s left of "
+            f"{grace.get('period_s')} s; last acknowledged heartbeat "
+            f"{'never' if age is None else f'{age:.0f} s ago'}"
+        )
     hb = status.get("heartbeat")
     if hb:
         per = hb.get("bytes_per_heartbeat")
@@ -38,33 +45,46 @@ def render(status: dict[str, Any]) -> str:
             f"{hb.get('interval_s', 0):.0f} s; sent {hb.get('sent', 0)}, acked "
             f"{hb.get('acked', 0)}, failed {hb.get('failed', 0)}; last RTT "
             f"{hb.get('last_rtt_ms') if hb.get('last_rtt_ms') is not None else '-'} ms; "
-            f"{per if per else '-'} B each, {f'{month / 1e6:.1f} MB' if month else '-'} per 30 days")
+            f"{per if per else '-'} B each, {f'{month / 1e6:.1f} MB' if month else '-'} per 30 days"
+        )
         if hb.get("last_error"):
             lines.append(f"          last error: {hb['last_error']}")
     routes = status.get("routes")
     if routes:
-        pinned = ", ".join(f"{p.get('host')}={p.get('address')}" if p.get("host") != p.get("address")
-                           else str(p.get("address")) for p in routes.get("pinned", []))
-        lines.append(f"routes    table {routes.get('table')}, pref {routes.get('priority')}: "
-                     f"{pinned or 'nothing pinned'}")
+        pinned = ", ".join(
+            f"{p.get('host')}={p.get('address')}"
+            if p.get("host") != p.get("address")
+            else str(p.get("address"))
+            for p in routes.get("pinned", [])
+        )
+        lines.append(
+            f"routes    table {routes.get('table')}, pref {routes.get('priority')}: "
+            f"{pinned or 'nothing pinned'}"
+        )
     lines.append("")
-    lines.append(f"{'modem':<10} {'role':<8} {'model':<8} {'state':<11} {'reg':<9} "
-                 f"{'tech':<6} {'operator':<14} {'SIM':<12} port")
+    lines.append(
+        f"{'modem':<10} {'role':<8} {'model':<8} {'state':<11} {'reg':<9} "
+        f"{'tech':<6} {'operator':<14} {'SIM':<12} port"
+    )
     for m in status.get("modems", []):
         sim = (m.get("sim") or {}).get("state") or "-"
         lines.append(
-            f"{m.get('name', '?'):<10} {m.get('role', '?'):<8} {str(m.get('model') or '-'):<8} "
-            f"{m.get('state', '?'):<11} {str(m.get('registration') or '-'):<9} "
-            f"{str(m.get('access_tech') or '-'):<6} {str(m.get('operator') or '-')[:14]:<14} "
+            f"{m.get('name', '?'):<10} {m.get('role', '?'):<8} {m.get('model') or '-'!s:<8} "
+            f"{m.get('state', '?'):<11} {m.get('registration') or '-'!s:<9} "
+            f"{m.get('access_tech') or '-'!s:<6} {str(m.get('operator') or '-')[:14]:<14} "
             f"{sim:<12} {m.get('at_port') or '-'}"
         )
-        lines.append(f"{'':<10} signal: {_signal(m.get('signal') or {})}; "
-                     f"data {m.get('device') or '-'} {m.get('link') or '-'}; {m.get('reason', '')}")
+        lines.append(
+            f"{'':<10} signal: {_signal(m.get('signal') or {})}; "
+            f"data {m.get('device') or '-'} {m.get('link') or '-'}; {m.get('reason', '')}"
+        )
     recoveries = status.get("recoveries") or []
     if recoveries:
         lines.append("")
         lines.append("recent recovery steps:")
         for r in recoveries[:5]:
-            lines.append(f"  {r.get('modem')}: {r.get('step')} -> {r.get('result')} "
-                         f"({r.get('grace_left_s')} s of grace left at start)")
+            lines.append(
+                f"  {r.get('modem')}: {r.get('step')} -> {r.get('result')} "
+                f"({r.get('grace_left_s')} s of grace left at start)"
+            )
     return "\n".join(lines)

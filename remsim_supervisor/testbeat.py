@@ -59,7 +59,8 @@ def data_device(config: Config, modem: ModemConfig, daemon: dict[str, Any] | Non
         from remsim_supervisor.discovery import Discovery
 
         found = Discovery(os.environ.get("REMSIM_SUPERVISOR_SYSFS", "/sys")).find(
-            usb_path=modem.usb_path, usb_id=modem.usb_id)
+            usb_path=modem.usb_path, usb_id=modem.usb_id
+        )
         if found is not None and found.net_ifaces:
             return found.net_ifaces[0]
     if modem.interface:
@@ -95,8 +96,9 @@ def _run(config: Config, via: str, count: int, as_json: bool) -> int:
     device = data_device(config, modem, status)
     host = urlsplit(config.ionmesh.url).hostname or ""
     state_dir = os.environ.get("REMSIM_SUPERVISOR_STATE_DIR", STATE_DIR)
-    resolver = Resolver(cache_file=os.path.join(state_dir, "resolved.json"),
-                        mark=config.routing.mark)
+    resolver = Resolver(
+        cache_file=os.path.join(state_dir, "resolved.json"), mark=config.routing.mark
+    )
     addresses = resolver.resolve(host)
     if not addresses:
         raise Refused(f"cannot resolve {host}: check ionmesh.url and DNS", 1)
@@ -105,12 +107,17 @@ def _run(config: Config, via: str, count: int, as_json: bool) -> int:
         router = _temporary_route(config, modem, device, addresses[0])
     registered_here = False
     results: list[dict[str, Any]] = []
-    client = IonMeshClient.from_config(config.ionmesh, bind_device=device,
-                                       mark=config.routing.mark, connect_address=addresses[0])
+    client = IonMeshClient.from_config(
+        config.ionmesh, bind_device=device, mark=config.routing.mark, connect_address=addresses[0]
+    )
     try:
         for n in range(1, count + 1):
-            result: dict[str, Any] = {"n": n, "via": modem.name, "device": device,
-                                      "address": addresses[0]}
+            result: dict[str, Any] = {
+                "n": n,
+                "via": modem.name,
+                "device": device,
+                "address": addresses[0],
+            }
             try:
                 try:
                     beat = client.heartbeat("active")
@@ -120,18 +127,24 @@ def _run(config: Config, via: str, count: int, as_json: bool) -> int:
                     result["registered"] = True
                     beat = client.heartbeat("active")
                 ex = beat.exchange
-                result.update(status=ex.status, rtt_ms=round(ex.rtt_ms, 1),
-                              http_bytes=ex.bytes_sent + ex.bytes_received,
-                              bytes_on_wire=_wire(ex.bytes_sent + ex.bytes_received,
-                                                  ex.new_connection),
-                              new_connection=ex.new_connection, acknowledged=True)
+                result.update(
+                    status=ex.status,
+                    rtt_ms=round(ex.rtt_ms, 1),
+                    http_bytes=ex.bytes_sent + ex.bytes_received,
+                    bytes_on_wire=_wire(ex.bytes_sent + ex.bytes_received, ex.new_connection),
+                    new_connection=ex.new_connection,
+                    acknowledged=True,
+                )
             except IonMeshError as exc:
-                ex = exc.exchange
+                failed = exc.exchange
                 result.update(status=exc.status, acknowledged=False, error=str(exc))
-                if ex is not None:
-                    result.update(rtt_ms=round(ex.rtt_ms, 1),
-                                  bytes_on_wire=_wire(ex.bytes_sent + ex.bytes_received,
-                                                      ex.new_connection))
+                if failed is not None:
+                    result.update(
+                        rtt_ms=round(failed.rtt_ms, 1),
+                        bytes_on_wire=_wire(
+                            failed.bytes_sent + failed.bytes_received, failed.new_connection
+                        ),
+                    )
             results.append(result)
             if not as_json:
                 print(_line(result, count))
@@ -157,9 +170,11 @@ def _wire(http_bytes: int, new_connection: bool) -> int:
 def _line(r: dict[str, Any], count: int) -> str:
     head = f"heartbeat {r['n']}/{count} via {r['via']} ({r['device']}) to {r['address']}: "
     if r.get("acknowledged"):
-        return (head + f"HTTP {r['status']} in {r['rtt_ms']:.1f} ms, {r['bytes_on_wire']} bytes "
-                f"on the wire{' (new connection)' if r['new_connection'] else ''}"
-                f"{' (registered first)' if r.get('registered') else ''}")
+        return (
+            head + f"HTTP {r['status']} in {r['rtt_ms']:.1f} ms, {r['bytes_on_wire']} bytes "
+            f"on the wire{' (new connection)' if r['new_connection'] else ''}"
+            f"{' (registered first)' if r.get('registered') else ''}"
+        )
     return head + f"not acknowledged: {r.get('error')}"
 
 

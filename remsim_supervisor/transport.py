@@ -33,10 +33,13 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from remsim_supervisor.at.engine import AtEngine, Noise, Response, Urc
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_LOCK_DIR = "/var/lock"
 CLOSE_WAIT_S = 1.0
@@ -87,7 +90,7 @@ class UucpLock:
 
     def __init__(self, device: str, lock_dir: str = DEFAULT_LOCK_DIR) -> None:
         real = os.path.realpath(device)
-        name = real[len("/dev/"):] if real.startswith("/dev/") else os.path.basename(real)
+        name = real[len("/dev/") :] if real.startswith("/dev/") else os.path.basename(real)
         self.path = os.path.join(lock_dir, "LCK.." + name.replace("/", "_"))
         self.held = False
 
@@ -109,8 +112,10 @@ class UucpLock:
         owner = self.owner()
         if owner is not None:
             who = (
-                "this process" if owner == os.getpid()
-                else f"pid {owner} ({_process_name(owner)})" if owner > 0
+                "this process"
+                if owner == os.getpid()
+                else f"pid {owner} ({_process_name(owner)})"
+                if owner > 0
                 else "an unknown program"
             )
             raise PortBusy(f"held by {who}: lock file {self.path}")
@@ -144,9 +149,7 @@ def _open_serial(path: str, baudrate: int) -> object:
     import serial  # pyserial; imported here so short commands do not pay for it
 
     try:
-        port = serial.Serial(
-            path, baudrate=baudrate, timeout=0, write_timeout=0, exclusive=True
-        )
+        port = serial.Serial(path, baudrate=baudrate, timeout=0, write_timeout=0, exclusive=True)
     except serial.SerialException as exc:
         text = str(exc)
         if "exclusively lock" in text or "Resource temporarily unavailable" in text:
@@ -157,16 +160,16 @@ def _open_serial(path: str, baudrate: int) -> object:
     return port
 
 
-def in_daemon_thread(fn: Callable[..., object], *args: object) -> asyncio.Future[object]:
+def in_daemon_thread(fn: Callable[..., T], *args: object) -> asyncio.Future[T]:
     """Run a call that may block in the kernel in its own daemon thread.
 
     Unlike the loop's default executor, an abandoned thread here never holds
     up the daemon's exit (asyncio.run waits for executor threads).
     """
     loop = asyncio.get_running_loop()
-    fut: asyncio.Future[object] = loop.create_future()
+    fut: asyncio.Future[T] = loop.create_future()
 
-    def deliver(result: object, error: BaseException | None) -> None:
+    def deliver(result: T | None, error: BaseException | None) -> None:
         if fut.done():
             # The caller gave up (timeout): do not leak what arrived late.
             closer = getattr(result, "close", None)
@@ -176,7 +179,7 @@ def in_daemon_thread(fn: Callable[..., object], *args: object) -> asyncio.Future
         if error is not None:
             fut.set_exception(error)
         else:
-            fut.set_result(result)
+            fut.set_result(result)  # type: ignore[arg-type]  # fn returned a T
 
     def run() -> None:
         try:
@@ -208,10 +211,17 @@ def _close_in_background(closer: Callable[[], None], name: str) -> threading.Eve
     return done
 
 
+def _resolve_once(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class SerialPort:
     """One open AT port, read through the event loop and written without blocking."""
 
-    def __init__(self, path: str, *, baudrate: int = 115200, lock_dir: str = DEFAULT_LOCK_DIR) -> None:
+    def __init__(
+        self, path: str, *, baudrate: int = 115200, lock_dir: str = DEFAULT_LOCK_DIR
+    ) -> None:
         self.path = path
         self.baudrate = baudrate
         self.lock = UucpLock(path, lock_dir)
@@ -236,7 +246,7 @@ class SerialPort:
             # thread and give up after ``timeout`` (the thread is abandoned).
             fut = in_daemon_thread(_open_serial, self.path, self.baudrate)
             self._serial = await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             self.lock.release()
             raise PortError(f"opening {self.path} did not finish within {timeout:g} s") from exc
         except BaseException:
@@ -290,12 +300,12 @@ class SerialPort:
             remaining = deadline - self._loop.time()
             if remaining <= 0:
                 raise AtTimeout(f"{self.path}: the port does not accept data")
-            ready = self._loop.create_future()
+            ready: asyncio.Future[None] = self._loop.create_future()
             fd = self._fd
-            self._loop.add_writer(fd, lambda: ready.done() or ready.set_result(None))
+            self._loop.add_writer(fd, _resolve_once, ready)
             try:
                 await asyncio.wait_for(ready, min(remaining, 0.5))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             finally:
                 self._loop.remove_writer(fd)
@@ -317,8 +327,9 @@ class SerialPort:
             while not done.is_set() and loop.time() < deadline:
                 await asyncio.sleep(0.05)
             if not done.is_set():
-                log.warning("closing %s blocks in the kernel; left to finish in the background",
-                            self.path)
+                log.warning(
+                    "closing %s blocks in the kernel; left to finish in the background", self.path
+                )
         self.lock.release()
 
 
@@ -348,8 +359,12 @@ class AtChannel:
                 if self.on_urc is not None:
                     self.on_urc(event.line)
             elif isinstance(event, Noise):
-                log.debug("%s: discarded %d bytes of noise: %r", self.port.path,
-                          len(event.data), event.data[:32])
+                log.debug(
+                    "%s: discarded %d bytes of noise: %r",
+                    self.port.path,
+                    len(event.data),
+                    event.data[:32],
+                )
 
     async def command(self, command: str, timeout: float) -> Response:
         """Send one command and return its response; AtTimeout or PortGone otherwise."""
@@ -358,17 +373,19 @@ class AtChannel:
                 # A network scan holds the only AT port for minutes.
                 raise ValueError("AT+COPS=? (network scan) is never sent: it blocks the port")
             loop = asyncio.get_running_loop()
-            self._waiter = loop.create_future()
+            waiter: asyncio.Future[Response] = loop.create_future()
+            self._waiter = waiter
             data = self.engine.command(command)
-            lost_wait = asyncio.ensure_future(self.port.lost.wait())
+            lost_wait: asyncio.Future[Any] = asyncio.ensure_future(self.port.lost.wait())
             try:
                 await self.port.write(data, timeout)
                 done, _ = await asyncio.wait(
-                    {self._waiter, lost_wait}, timeout=timeout,
+                    {waiter, lost_wait},
+                    timeout=timeout,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
-                if self._waiter in done:
-                    return self._waiter.result()
+                if waiter in done:
+                    return waiter.result()
                 if lost_wait in done:
                     raise PortGone(f"{self.port.path} vanished ({self.port.lost_reason})")
                 raise AtTimeout(f"{command}: no answer within {timeout:g} s")

@@ -123,7 +123,7 @@ def test_every_default_of_the_product_table(monkeypatch: pytest.MonkeyPatch) -> 
     assert (m.sim_remote_value, m.reset_pulse_ms) == (1, None)
     assert m.usb_id == (0x2C7C, 0x0125)
     assert cfg.routing == c.RoutingConfig(240, 90, (), 3)
-    assert cfg.escalation == c.EscalationConfig(margin=30, max_resets_per_hour=6)
+    assert cfg.escalation == c.EscalationConfig(enabled=True, margin=30, max_resets_per_hour=6)
     assert c.DEFAULT_PATH == "/etc/config/remsim-supervisor"
 
 
@@ -189,7 +189,7 @@ config escalation
     assert (m.sim_remote_value, m.reset_pulse_ms) == (0, 300)
     assert cfg.routing == c.RoutingConfig(1000, 500, ("192.0.2.1", "bankd.example.com",
                                                       "2001:db8::1"), 5)
-    assert cfg.escalation == c.EscalationConfig(0, 2)
+    assert cfg.escalation == c.EscalationConfig(margin=0, max_resets_per_hour=2)
 
 
 # --- problem lines --------------------------------------------------------------------------
@@ -247,7 +247,7 @@ def test_unknown_option_suggests_the_closest_or_lists_them() -> None:
                                  "'usb_path'?"
     message = only_problem(BASE + "config escalation\n\toption qqq '1'\n")
     assert message.startswith(f"{PATH}:12: @escalation[0].qqq: unknown option: escalation "
-                              "sections know step_cost, margin, max_resets_per_hour")
+                              "sections know enabled, step_cost, margin, max_resets_per_hour")
 
 
 def test_missing_ionmesh_section_is_one_problem() -> None:

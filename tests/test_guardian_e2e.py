@@ -20,40 +20,19 @@ from remsim_supervisor.gpio import ResetWatcher
 from remsim_supervisor.lab.ionmesh_server import IonMeshServer
 from remsim_supervisor.lab.network import IONMESH, LabNetwork
 from remsim_supervisor.lab.rig import Rig
-from tests.netns import call_in_netns
+from tests.conftest import LAB_INTERVAL as INTERVAL
 
-INTERVAL = 3
 CLIENT = "rig-router"
 
 
 @pytest.fixture
-def net() -> Iterator[LabNetwork]:
-    with LabNetwork("rsgd") as n:
-        yield n
-
-
-@pytest.fixture
-def ionmesh(net: LabNetwork) -> Iterator[IonMeshServer]:
-    server = call_in_netns(net.cloud, IonMeshServer, host=IONMESH, port=5000,
-                           heartbeat_interval=INTERVAL)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def rig(tmp_path: Path, net: LabNetwork) -> Iterator[Rig]:
-    with Rig(tmp_path / "rig", ionmesh_url=f"http://{IONMESH}:5000",
-             ionmesh_options={"timeout": "1.5"}) as r:
-        r.modems["modem1"].options["device"] = "wwan0"
-        r.modems["modem2"].options["device"] = "wwan1"
-        # Short expected durations so that a step that does not help is judged
-        # within seconds (the defaults are a router's: tens of seconds).
-        r.write_config("config routing 'routing'\n\toption failback_after '2'\n"
-                       "config escalation 'escalation'\n"
-                       "\tlist step_cost 'usb_reauth=4'\n\tlist step_cost 'gpio_reset=10'\n")
-        r.plug("modem1")
-        r.plug("modem2")
+    # Short expected durations so that a step that does not help is judged
+    # within seconds (the defaults are a router's: tens of seconds).
+    with Rig.for_lab(tmp_path / "rig", f"http://{IONMESH}:5000", extra_config=(
+            "config routing 'routing'\n\toption failback_after '2'\n"
+            "config escalation 'escalation'\n"
+            "\tlist step_cost 'usb_reauth=4'\n\tlist step_cost 'gpio_reset=10'\n")) as r:
         yield r
 
 

@@ -17,38 +17,17 @@ import pytest
 from remsim_supervisor.lab.ionmesh_server import IonMeshServer
 from remsim_supervisor.lab.network import ELSEWHERE, IONMESH, MWAN3_RULE, LabNetwork
 from remsim_supervisor.lab.rig import Rig
-from tests.netns import call_in_netns
+from tests.conftest import LAB_INTERVAL as INTERVAL
 
-INTERVAL = 3      # what the fake IonMesh asks for
 TIMEOUT = 1.5     # ionmesh.timeout
 CLIENT = "rig-router"
 PRIMARY_ADDR, IOT_ADDR = "10.251.1.2", "10.251.2.2"
 
 
 @pytest.fixture
-def net() -> Iterator[LabNetwork]:
-    with LabNetwork() as n:
-        yield n
-
-
-@pytest.fixture
-def ionmesh(net: LabNetwork) -> Iterator[IonMeshServer]:
-    server = call_in_netns(net.cloud, IonMeshServer, host=IONMESH, port=5000,
-                           heartbeat_interval=INTERVAL)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def rig(tmp_path: Path, net: LabNetwork) -> Iterator[Rig]:
-    with Rig(tmp_path / "rig", ionmesh_url=f"http://{IONMESH}:5000",
-             ionmesh_options={"timeout": str(TIMEOUT)}) as r:
-        r.modems["modem1"].options["device"] = "wwan0"
-        r.modems["modem2"].options["device"] = "wwan1"
-        r.write_config("config routing 'routing'\n\toption failback_after '2'\n")
-        r.plug("modem1")
-        r.plug("modem2")
+    with Rig.for_lab(tmp_path / "rig", f"http://{IONMESH}:5000", timeout=TIMEOUT,
+                     extra_config="config routing 'routing'\n\toption failback_after '2'\n") as r:
         yield r
 
 

@@ -17,6 +17,7 @@ Needs root (network namespaces) and iproute2 and nftables, as ``make test``.
 
 from __future__ import annotations
 
+import itertools
 import sys
 import tempfile
 import time
@@ -40,13 +41,18 @@ class Demo:
 
     def show_log(self) -> None:
         text = self.rig.log()
-        new, self.log_offset = text[self.log_offset:], len(text)
+        new, self.log_offset = text[self.log_offset :], len(text)
         for line in new.splitlines():
             if " INFO " in line or " WARNING " in line or " ERROR " in line:
                 print("   log |", line.split(" ", 2)[-1][:150])
 
-    def step(self, title: str, action: Callable[[], object],
-             until: Callable[[dict[str, Any]], bool], timeout: float = 120.0) -> None:
+    def step(
+        self,
+        title: str,
+        action: Callable[[], object],
+        until: Callable[[dict[str, Any]], bool],
+        timeout: float = 120.0,
+    ) -> None:
         print(f"\n== {title}")
         action()
         started = time.monotonic()
@@ -58,10 +64,10 @@ class Demo:
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="remsim-demo-") as tmp, \
-            LabNetwork("rsdemo") as net:
-        ionmesh = call_in_netns(net.cloud, IonMeshServer, host=IONMESH, port=5000,
-                                heartbeat_interval=INTERVAL)
+    with tempfile.TemporaryDirectory(prefix="remsim-demo-") as tmp, LabNetwork("rsdemo") as net:
+        ionmesh = call_in_netns(
+            net.cloud, IonMeshServer, host=IONMESH, port=5000, heartbeat_interval=INTERVAL
+        )
         ionmesh.start()
         try:
             return run(Path(tmp), net, ionmesh)
@@ -70,27 +76,35 @@ def main() -> int:
 
 
 def run(tmp: Path, net: LabNetwork, ionmesh: IonMeshServer) -> int:
-    with Rig(tmp / "rig", ionmesh_url=f"http://{IONMESH}:5000",
-             ionmesh_options={"timeout": "2"}) as rig:
-        rig.modems["modem1"].options["device"] = "wwan0"
-        rig.modems["modem2"].options["device"] = "wwan1"
-        rig.write_config("config routing 'routing'\n\toption failback_after '2'\n"
-                         "config escalation 'escalation'\n"
-                         "\tlist step_cost 'usb_reauth=5'\n\tlist step_cost 'gpio_reset=15'\n")
-        rig.plug("modem1")
-        rig.plug("modem2")
+    with Rig.for_lab(
+        tmp / "rig",
+        f"http://{IONMESH}:5000",
+        timeout=2,
+        extra_config=(
+            "config routing 'routing'\n\toption failback_after '2'\n"
+            "config escalation 'escalation'\n"
+            "\tlist step_cost 'usb_reauth=5'\n\tlist step_cost 'gpio_reset=15'\n"
+        ),
+    ) as rig:
         demo = Demo(rig)
         hb = lambda key, value: lambda s: s["heartbeat"][key] == value  # noqa: E731
         state = lambda name, *wanted: lambda s: rig.modem_status(name, s)["state"] in wanted  # noqa: E731
 
-        demo.step("start: two modems, the heartbeat over the IoT modem",
-                  lambda: rig.start_daemon(netns=net.router,
-                                           env={"REMSIM_SUPERVISOR_POLL_INTERVAL": "5"}),
-                  lambda s: s["heartbeat"]["acked"] >= 1 and s["heartbeat"]["path"] == "modem2")
-        demo.step("the IoT carrier loses its link", lambda: net.link("iot", False),
-                  hb("path", "modem1"))
-        demo.step("it comes back: two good heartbeats over it, then the path moves back",
-                  lambda: net.link("iot", True), hb("path", "modem2"))
+        demo.step(
+            "start: two modems, the heartbeat over the IoT modem",
+            lambda: rig.start_daemon(
+                netns=net.router, env={"REMSIM_SUPERVISOR_POLL_INTERVAL": "5"}
+            ),
+            lambda s: s["heartbeat"]["acked"] >= 1 and s["heartbeat"]["path"] == "modem2",
+        )
+        demo.step(
+            "the IoT carrier loses its link", lambda: net.link("iot", False), hb("path", "modem1")
+        )
+        demo.step(
+            "it comes back: two good heartbeats over it, then the path moves back",
+            lambda: net.link("iot", True),
+            hb("path", "modem2"),
+        )
 
         emulator = rig.emulator("modem2")
 
@@ -100,35 +114,58 @@ def run(tmp: Path, net: LabNetwork, ionmesh: IonMeshServer) -> int:
 
         watcher = ResetWatcher(rig.gpio, rig.modems["modem2"].reset_line, heal)
         try:
+
             def wedge() -> None:
                 emulator.set_silent(True, sticky=True)
                 net.blackhole("iot", True)
 
-            demo.step("the IoT modem wedges: AT silent, its traffic silently dropped "
-                      "(only a reset pulse clears it)", wedge, hb("path", "modem1"))
-            demo.step("the guardian climbs the ladder in the background",
-                      lambda: None,
-                      lambda s: any(r["step"] == "gpio_reset" and r["result"] == "ok"
-                                    for r in s["recoveries"]) and s["heartbeat"]["path"] == "modem2")
+            demo.step(
+                "the IoT modem wedges: AT silent, its traffic silently dropped "
+                "(only a reset pulse clears it)",
+                wedge,
+                hb("path", "modem1"),
+            )
+            demo.step(
+                "the guardian climbs the ladder in the background",
+                lambda: None,
+                lambda s: (
+                    any(r["step"] == "gpio_reset" and r["result"] == "ok" for r in s["recoveries"])
+                    and s["heartbeat"]["path"] == "modem2"
+                ),
+            )
         finally:
             watcher.stop()
 
-        demo.step("the primary modem is unplugged", lambda: rig.unplug("modem1"),
-                  state("modem1", "absent"))
-        demo.step("and plugged back", lambda: rig.plug("modem1"),
-                  state("modem1", "registered", "connected"))
-        demo.step("its SIM is pulled", lambda: rig.emulator("modem1").remove_sim(),
-                  state("modem1", "sim_wait"))
-        demo.step("and put back", lambda: rig.emulator("modem1").insert_sim(),
-                  state("modem1", "registered", "connected"))
+        demo.step(
+            "the primary modem is unplugged",
+            lambda: rig.unplug("modem1"),
+            state("modem1", "absent"),
+        )
+        demo.step(
+            "and plugged back",
+            lambda: rig.plug("modem1"),
+            state("modem1", "registered", "connected"),
+        )
+        demo.step(
+            "its SIM is pulled",
+            lambda: rig.emulator("modem1").remove_sim(),
+            state("modem1", "sim_wait"),
+        )
+        demo.step(
+            "and put back",
+            lambda: rig.emulator("modem1").insert_sim(),
+            state("modem1", "registered", "connected"),
+        )
 
         print("\n== stop (SIGTERM)")
         code = rig.stop_daemon()
         demo.show_log()
         acks = [r.time for r in ionmesh.heartbeats("rig-router") if r.status == 200]
-        gap = max((b - a for a, b in zip(acks, acks[1:])), default=0.0)
-        print(f"   daemon exited with {code}; IonMesh acknowledged {len(acks)} heartbeats, "
-              f"the longest gap {gap:.1f} s (grace period 300 s)")
+        gap = max((b - a for a, b in itertools.pairwise(acks)), default=0.0)
+        print(
+            f"   daemon exited with {code}; IonMesh acknowledged {len(acks)} heartbeats, "
+            f"the longest gap {gap:.1f} s (grace period 300 s)"
+        )
         return 0 if code == 0 and gap < 300 else 1
 
 

@@ -77,7 +77,12 @@ log = logging.getLogger(__name__)
 
 # 3GPP TS 27.007 <stat> of +CREG/+CGREG/+CEREG/+C5GREG.
 REG_STATES: dict[str, int] = {
-    "idle": 0, "home": 1, "searching": 2, "denied": 3, "unknown": 4, "roaming": 5,
+    "idle": 0,
+    "home": 1,
+    "searching": 2,
+    "denied": 3,
+    "unknown": 4,
+    "roaming": 5,
 }
 # <AcT> of +COPS and +CxREG.
 ACCESS_TECH: dict[str, int] = {"gsm": 0, "umts": 2, "lte": 7, "nr5g": 11, "nr5g_nsa": 13}
@@ -97,13 +102,11 @@ CME_TEXT: dict[int, str] = {
 }
 
 _AT_PREFIX = re.compile(r"AT", re.IGNORECASE)
-_BASIC = re.compile(
-    r"D.*|S\d+(?:=\d*|\?)?|&[A-Z]\d*|[A-Z]\d*(?:=\d*|\?)?", re.IGNORECASE
-)
+_BASIC = re.compile(r"D.*|S\d+(?:=\d*|\?)?|&[A-Z]\d*|[A-Z]\d*(?:=\d*|\?)?", re.IGNORECASE)
 _EXTENDED_NAME = re.compile(r"([+^!$%*#][A-Z0-9]+)(.*)\Z", re.DOTALL)
-_MAX_LINE = 2048        # longer lines are truncated, as a modem's buffer would
-_MAX_QUEUED = 64        # lines waiting while the modem is busy
-_MAX_COMMANDS = 100_000 # history kept; a lab run of days drops the oldest half
+_MAX_LINE = 2048  # longer lines are truncated, as a modem's buffer would
+_MAX_QUEUED = 64  # lines waiting while the modem is busy
+_MAX_COMMANDS = 100_000  # history kept; a lab run of days drops the oldest half
 _DEFAULT_GARBAGE = b"\x00\xff\xfe garbage \x1b["
 
 
@@ -137,9 +140,9 @@ class _Outcome:
 
     lines: tuple[str, ...] = ()
     ok: bool = True
-    cme: int | None = None          # with ok False: None -> plain ERROR
-    busy_s: float = 0.0             # the port stays blocked this long first
-    then: Callable[[], None] | None = None   # after the final result is out
+    cme: int | None = None  # with ok False: None -> plain ERROR
+    busy_s: float = 0.0  # the port stays blocked this long first
+    then: Callable[[], None] | None = None  # after the final result is out
 
 
 def _ok(*lines: str) -> _Outcome:
@@ -222,7 +225,7 @@ class ModemModel:
         imsi: str = "001010123456789",
         iccid: str = "8944000012345678904",
         tac: int = 0x1F00,
-        cell_id: int = 0x671F98A,   # 28-bit E-UTRAN cell id, as in the corpus
+        cell_id: int = 0x671F98A,  # 28-bit E-UTRAN cell id, as in the corpus
     ) -> None:
         if registration not in REG_STATES:
             raise ValueError(f"registration must be one of {sorted(REG_STATES)}")
@@ -258,7 +261,7 @@ class ModemModel:
         self.commands: list[str] = []
         self.overrides: dict[str, Callable[[str], _Outcome]] = {}
         self.booted = False
-        self._sim_blocked = False       # PUK needed; survives reboots like a real SIM
+        self._sim_blocked = False  # PUK needed; survives reboots like a real SIM
         self._line = bytearray()
         self._queue: deque[bytes] = deque()
         self._busy = False
@@ -324,13 +327,13 @@ class ModemModel:
         gen = self._power_gen
         for byte in data:
             if gen != self._power_gen:
-                return                      # a command reset the modem: the rest is lost
-            if byte in (0x0D, 0x0A):        # CR ends a line; so does a lone LF
+                return  # a command reset the modem: the rest is lost
+            if byte in (0x0D, 0x0A):  # CR ends a line; so does a lone LF
                 if self._line:
                     line = bytes(self._line)
                     self._line.clear()
                     self._line_received(line)
-            elif byte == 0x08:              # backspace edits the line (S5)
+            elif byte == 0x08:  # backspace edits the line (S5)
                 if self._line:
                     self._line.pop()
             elif len(self._line) < _MAX_LINE:
@@ -342,8 +345,13 @@ class ModemModel:
             del self.commands[: _MAX_COMMANDS // 2]
         self.commands.append(text)
         if self.silent or not self.booted:
-            log.debug("%s dropped %r (silent=%s booted=%s)",
-                      self.dialect.name, text, self.silent, self.booted)
+            log.debug(
+                "%s dropped %r (silent=%s booted=%s)",
+                self.dialect.name,
+                text,
+                self.silent,
+                self.booted,
+            )
         elif self._busy:
             # A real modem handles one command at a time; what arrives while
             # it works waits (and, behind AT+COPS=?, waits a long time).
@@ -362,14 +370,14 @@ class ModemModel:
         text = raw.decode("latin-1")
         m = _AT_PREFIX.search(text)
         if m is None:
-            return                          # not a command: V.250 ignores it
-        self._held = []                     # URCs raised by the command follow its result
+            return  # not a command: V.250 ignores it
+        self._held = []  # URCs raised by the command follow its result
         out = bytearray()
         busy = 0.0
         thens: list[Callable[[], None]] = []
         ok, cme = True, None
         try:
-            subs = _split_commands(text[m.end():])
+            subs = _split_commands(text[m.end() :])
         except ValueError:
             subs, ok = [], False
         for sub in subs:
@@ -455,8 +463,14 @@ class ModemModel:
     def _fmt(self, lines: Iterable[str]) -> tuple[str, ...]:
         d = self.dialect
         return tuple(
-            line.format(imei=self.imei, imsi=self.imsi, iccid=self.iccid,
-                        manufacturer=d.manufacturer, model=d.model, revision=d.revision)
+            line.format(
+                imei=self.imei,
+                imsi=self.imsi,
+                iccid=self.iccid,
+                manufacturer=d.manufacturer,
+                model=d.model,
+                revision=d.revision,
+            )
             for line in lines
         )
 
@@ -513,7 +527,7 @@ class ModemModel:
             return _ok("013") if key.endswith("?") else _ok()
         if letter in ("&D", "&C", "&K", "&W", "X", "L", "M", "H"):
             return _ok()
-        return self._unknown()          # ATI<n> not in the dialect, ATD, ATA, ...
+        return self._unknown()  # ATI<n> not in the dialect, ATD, ATA, ...
 
     def _extended(self, sub: str, key: str) -> _Outcome:
         m = _EXTENDED_NAME.match(key)
@@ -527,7 +541,7 @@ class ModemModel:
         elif rest == "=?":
             kind, args = "test", ""
         elif rest.startswith("="):
-            kind, args = "set", sub[len(name) + 1:].strip()
+            kind, args = "set", sub[len(name) + 1 :].strip()
         else:
             return self._unknown()
         entry = self._HANDLERS.get(name)
@@ -583,8 +597,7 @@ class ModemModel:
         self._update_registration()
 
     def _can_attach(self) -> bool:
-        return (self.booted and self.cfun == 1 and self.sim_state == "ready"
-                and not self.detached)
+        return self.booted and self.cfun == 1 and self.sim_state == "ready" and not self.detached
 
     def _start_attach(self) -> None:
         """Radio and SIM are up: the network answers after register_delay."""
@@ -666,7 +679,7 @@ class ModemModel:
     def _update_registration(self) -> None:
         """Emit +CxREG URCs for what changed, at the level the host chose."""
         if not self.registered:
-            self.data_cid = None            # no network, no data session
+            self.data_cid = None  # no network, no data session
         for domain in self._domains():
             stat = self._stat(domain)
             loc = self._location(domain) if stat in (1, 5) else ""
@@ -680,8 +693,9 @@ class ModemModel:
             elif n >= 2:
                 self.urc(f"+{domain}: {stat}" + (f",{loc}" if loc else ""))
 
-    def set_cell(self, tac: int | None = None, cell_id: int | None = None,
-                 access_tech: str | None = None) -> None:
+    def set_cell(
+        self, tac: int | None = None, cell_id: int | None = None, access_tech: str | None = None
+    ) -> None:
         if access_tech is not None and access_tech not in ACCESS_TECH:
             raise ValueError(f"access_tech must be one of {sorted(ACCESS_TECH)}")
         self.tac = self.tac if tac is None else tac
@@ -749,9 +763,9 @@ class ModemModel:
             return _error()
         fun = values[0]
         if len(values) > 1 and values[1] == 1:
-            return _Outcome(then=self._host.reset)   # 27.007 <rst>=1
+            return _Outcome(then=self._host.reset)  # 27.007 <rst>=1
         if fun == 1 and self.radio_stuck:
-            return _ok()                             # L850: OK, but stays at 4
+            return _ok()  # L850: OK, but stays at 4
         if fun != self.cfun:
             self.cfun = fun
             if fun == 1:
@@ -770,8 +784,7 @@ class ModemModel:
                 text += "," + self._location(domain)
             return _ok(text)
         values = _int_args(args)
-        if kind == "set" and len(values) == 1 and values[0] is not None \
-                and 0 <= values[0] <= max_n:
+        if kind == "set" and len(values) == 1 and values[0] is not None and 0 <= values[0] <= max_n:
             self.reg_n[domain] = values[0]
             return _ok()
         return _error()
@@ -794,9 +807,13 @@ class ModemModel:
             # A real modem scans every band first: the port is blocked for
             # over a minute (MODEMS.md). The supervisor must never send this.
             return _Outcome(
-                lines=((f'{prefix}(2,"{self.operator}","{self.operator[:8]}",'
+                lines=(
+                    (
+                        f'{prefix}(2,"{self.operator}","{self.operator[:8]}",'
                         f'"{self.mcc_mnc}",{ACCESS_TECH[self.access_tech]}),,'
-                        "(0,1,2,3,4),(0,1,2)"),),
+                        "(0,1,2,3,4),(0,1,2)"
+                    ),
+                ),
                 busy_s=self.scan_duration,
             )
         mode = 2 if self.detached else self.cops_mode
@@ -804,8 +821,9 @@ class ModemModel:
             if not self.registered:
                 return _ok(f"{prefix}{mode}")
             oper = (self.operator, self.operator[:8], self.mcc_mnc)[self.cops_format]
-            return _ok(f'{prefix}{mode},{self.cops_format},"{oper}",'
-                       f"{ACCESS_TECH[self.access_tech]}")
+            return _ok(
+                f'{prefix}{mode},{self.cops_format},"{oper}",{ACCESS_TECH[self.access_tech]}'
+            )
         if kind != "set":
             return _error()
         parts = args.split(",")
@@ -871,13 +889,19 @@ class ModemModel:
                     rsrp = _clamp(self.rsrp_dbm + 141, 0, 97)
             if tech in ("nr5g", "nr5g_nsa"):
                 nr = [
-                    str(_clamp((self.rsrq_db + 43) * 2, 0, 127)) if self.rsrq_db is not None else "255",
-                    str(_clamp(self.rsrp_dbm + 156, 0, 126)) if self.rsrp_dbm is not None else "255",
-                    str(_clamp((self.sinr_db + 23) * 2, 0, 127)) if self.sinr_db is not None else "255",
+                    str(_clamp((self.rsrq_db + 43) * 2, 0, 127))
+                    if self.rsrq_db is not None
+                    else "255",
+                    str(_clamp(self.rsrp_dbm + 156, 0, 126))
+                    if self.rsrp_dbm is not None
+                    else "255",
+                    str(_clamp((self.sinr_db + 23) * 2, 0, 127))
+                    if self.sinr_db is not None
+                    else "255",
                 ]
         text = f"+CESQ: {rxlev},99,{rscp},{ecno},{rsrq},{rsrp}"
         if tech in ("nr5g", "nr5g_nsa"):
-            text += "," + ",".join(nr)      # 27.007 Rel-15 ss_rsrq, ss_rsrp, ss_sinr
+            text += "," + ",".join(nr)  # 27.007 Rel-15 ss_rsrq, ss_rsrp, ss_sinr
         return _ok(text)
 
     def _h_xcesq(self, kind: str, args: str) -> _Outcome:
@@ -898,7 +922,7 @@ class ModemModel:
             if self.rsrp_dbm is not None:
                 rsrp = _clamp(self.rsrp_dbm + 141, 0, 97)
             if self.sinr_db is not None:
-                snr = _clamp(self.sinr_db * 2, -60, 60)   # 0.5 dB steps
+                snr = _clamp(self.sinr_db * 2, -60, 60)  # 0.5 dB steps
         return _ok(f"+XCESQ: {self.xcesq_n},99,99,255,255,{rsrq},{rsrp},{snr}")
 
     def _quectel_sinr(self) -> int:
@@ -944,17 +968,23 @@ class ModemModel:
         rsrp = self.rsrp_dbm if self.rsrp_dbm is not None else -140
         rsrq = round(self.rsrq_db if self.rsrq_db is not None else -20)
         if self.access_tech == "umts":
-            return _ok(f'+QENG: "servingcell","{state}","WCDMA",{mcc},{mnc},'
-                       f"{self.tac:X},{self.cell_id:X},10700,84,254,{rsrp},{rsrq},"
-                       "-,-,-,-,-")
+            return _ok(
+                f'+QENG: "servingcell","{state}","WCDMA",{mcc},{mnc},'
+                f"{self.tac:X},{self.cell_id:X},10700,84,254,{rsrp},{rsrq},"
+                "-,-,-,-,-"
+            )
         if self.access_tech == "gsm":
             # Approximate: the GSM line carries many more fields on a real EC25.
-            return _ok(f'+QENG: "servingcell","{state}","GSM",{mcc},{mnc},'
-                       f"{self.tac:X},{self.cell_id:X},63,62,-,{rssi}")
+            return _ok(
+                f'+QENG: "servingcell","{state}","GSM",{mcc},{mnc},'
+                f"{self.tac:X},{self.cell_id:X},63,62,-,{rssi}"
+            )
         srxlev = max(0, rsrp + 124)
-        return _ok(f'+QENG: "servingcell","{state}","LTE","FDD",{mcc},{mnc},'
-                   f"{self.cell_id:X},310,1300,3,5,5,{self.tac:X},{rsrp},{rsrq},"
-                   f"{rssi},{self._quectel_sinr()},{srxlev}")
+        return _ok(
+            f'+QENG: "servingcell","{state}","LTE","FDD",{mcc},{mnc},'
+            f"{self.cell_id:X},310,1300,3,5,5,{self.tac:X},{rsrp},{rsrq},"
+            f"{rssi},{self._quectel_sinr()},{srxlev}"
+        )
 
     def _h_qsimstat(self, kind: str, args: str) -> _Outcome:
         if kind == "read":
@@ -975,7 +1005,7 @@ class ModemModel:
             return _error()
 
         def down() -> None:
-            if values[0] == 1:              # orderly: says goodbye first
+            if values[0] == 1:  # orderly: says goodbye first
                 self._write(self._frame_urc("POWERED DOWN"))
             self._host.power_off()
 
@@ -992,11 +1022,15 @@ class ModemModel:
         rsrp = self.rsrp_dbm if self.rsrp_dbm is not None else -140
         rsrq = self.rsrq_db if self.rsrq_db is not None else -20.0
         if self.access_tech == "umts":
-            return _ok(f'^HCSQ: "WCDMA",{rssi},{_clamp(rsrp + 120, 0, 96)},'
-                       f"{_clamp((rsrq + 32) * 2, 0, 65)}")
+            return _ok(
+                f'^HCSQ: "WCDMA",{rssi},{_clamp(rsrp + 120, 0, 96)},'
+                f"{_clamp((rsrq + 32) * 2, 0, 65)}"
+            )
         sinr = self.sinr_db if self.sinr_db is not None else -20.0
-        return _ok(f'^HCSQ: "LTE",{rssi},{_clamp(rsrp + 141, 0, 97)},'
-                   f"{_clamp((sinr + 20) * 5, 0, 251)},{_clamp((rsrq + 20) * 2, 0, 34)}")
+        return _ok(
+            f'^HCSQ: "LTE",{rssi},{_clamp(rsrp + 141, 0, 97)},'
+            f"{_clamp((sinr + 20) * 5, 0, 251)},{_clamp((rsrq + 20) * 2, 0, 34)}"
+        )
 
     def _h_sysinfoex(self, kind: str, args: str) -> _Outcome:
         if kind != "exec":
@@ -1005,12 +1039,13 @@ class ModemModel:
         if self.registered:
             srv, domain = 2, 3
         elif self._coverage():
-            srv, domain = 1, 0              # limited service
+            srv, domain = 1, 0  # limited service
         else:
             srv, domain = 0, 0
         roam = 1 if self._base_stat() == 5 else 0
         mode = {"gsm": '3,"GSM",1,"GSM"', "umts": '3,"WCDMA",41,"HSPA+"'}.get(
-            self.access_tech, '6,"LTE",101,"LTE"')
+            self.access_tech, '6,"LTE",101,"LTE"'
+        )
         if srv == 0:
             mode = '0,"NO SERVICE",0,"NO SERVICE"'
         return _ok(f"^SYSINFOEX:{srv},{domain},{roam},{sim},,{mode}")
@@ -1032,7 +1067,9 @@ class ModemModel:
         return _ok()
 
     # name -> (dialect feature that enables it, or None for 27.007, handler)
-    _HANDLERS: ClassVar[dict[str, tuple[str | None, Callable[[ModemModel, str, str], _Outcome]]]] = {
+    _HANDLERS: ClassVar[
+        dict[str, tuple[str | None, Callable[[ModemModel, str, str], _Outcome]]]
+    ] = {
         "+CMEE": (None, _h_cmee),
         "+CPIN": (None, _h_cpin),
         "+CFUN": (None, _h_cfun),
@@ -1111,11 +1148,23 @@ class ModemEmulator:
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._model = ModemModel(
-            self.dialect, _PtyHost(self), echo=echo, boot_delay=boot_delay,
-            register_delay=register_delay, scan_duration=scan_duration,
-            sim_present=sim_present, pin_locked=pin_locked, pin=pin, puk=puk,
-            registration=registration, access_tech=access_tech, operator=operator,
-            mcc_mnc=mcc_mnc, imei=imei, imsi=imsi, iccid=iccid,
+            self.dialect,
+            _PtyHost(self),
+            echo=echo,
+            boot_delay=boot_delay,
+            register_delay=register_delay,
+            scan_duration=scan_duration,
+            sim_present=sim_present,
+            pin_locked=pin_locked,
+            pin=pin,
+            puk=puk,
+            registration=registration,
+            access_tech=access_tech,
+            operator=operator,
+            mcc_mnc=mcc_mnc,
+            imei=imei,
+            imsi=imsi,
+            iccid=iccid,
         )
         #: Every command line received, in order, as sent (CR/LF stripped).
         self.commands: list[str] = self._model.commands
@@ -1133,7 +1182,7 @@ class ModemEmulator:
         self._last_slave_path: str | None = None
         self._timers: list[tuple[float, int, int, Callable[[], None]]] = []
         self._seq = itertools.count()
-        self._epoch = 0                     # bumped on power loss: stale timers die
+        self._epoch = 0  # bumped on power loss: stale timers die
         self._deferred: list[Callable[[], None]] = []
         self._callbacks_running = 0
         self._thread: threading.Thread | None = None
@@ -1196,7 +1245,8 @@ class ModemEmulator:
                 self._wake_r = self._wake_w = None
                 raise
             self._thread = threading.Thread(
-                target=self._run, name=f"modem-emulator-{self.dialect.name}", daemon=True)
+                target=self._run, name=f"modem-emulator-{self.dialect.name}", daemon=True
+            )
             self._thread.start()
         self._run_deferred()
 
@@ -1275,18 +1325,19 @@ class ModemEmulator:
         with self._op():
             self._model.register(state)
 
-    def set_cell(self, tac: int | None = None, cell_id: int | None = None,
-                 access_tech: str | None = None) -> None:
+    def set_cell(
+        self, tac: int | None = None, cell_id: int | None = None, access_tech: str | None = None
+    ) -> None:
         """Move to another cell or radio technology (URCs at <n> = 2)."""
         with self._op():
             self._model.set_cell(tac, cell_id, access_tech)
 
     def set_signal(
         self,
-        rssi_dbm: int | None | _Unchanged = UNCHANGED,
-        rsrp_dbm: int | None | _Unchanged = UNCHANGED,
-        sinr_db: float | None | _Unchanged = UNCHANGED,
-        rsrq_db: float | None | _Unchanged = UNCHANGED,
+        rssi_dbm: int | _Unchanged | None = UNCHANGED,
+        rsrp_dbm: int | _Unchanged | None = UNCHANGED,
+        sinr_db: float | _Unchanged | None = UNCHANGED,
+        rsrq_db: float | _Unchanged | None = UNCHANGED,
     ) -> None:
         """Set what the signal commands report; None = not measurable."""
         with self._op():
@@ -1305,7 +1356,7 @@ class ModemEmulator:
         command: str,
         lines: Sequence[str] | Callable[[str], Sequence[str]] = (),
         *,
-        error: int | None | bool = False,
+        error: int | bool | None = False,
     ) -> None:
         """Answer ``command`` (e.g. ``"AT+CGDCONT?"``, matched case-blind)
         with ``lines`` and OK, or with an error: ``error=True`` plain ERROR,
@@ -1337,8 +1388,12 @@ class ModemEmulator:
         modem without power or one that dropped off USB for good."""
         with self._op():
             if not self._powered or self._usb_stuck:
-                log.info("%s: reset pulse ignored (powered=%s, off USB=%s)",
-                         self.dialect.name, self._powered, self._usb_stuck)
+                log.info(
+                    "%s: reset pulse ignored (powered=%s, off USB=%s)",
+                    self.dialect.name,
+                    self._powered,
+                    self._usb_stuck,
+                )
                 return
             self._reboot_locked(self.reset_down_s, None)
 
@@ -1404,8 +1459,11 @@ class ModemEmulator:
         """Until the port is up and on_plug has returned."""
         with self._cond:
             return self._cond.wait_for(
-                lambda: self._master is not None and not self._deferred
-                and not self._callbacks_running, timeout)
+                lambda: (
+                    self._master is not None and not self._deferred and not self._callbacks_running
+                ),
+                timeout,
+            )
 
     def wait_for_command(self, command: str, timeout: float = 2.0) -> bool:
         """Until ``command`` (case-blind, with or without ``AT``) arrived."""
@@ -1462,14 +1520,16 @@ class ModemEmulator:
         """Run ``fn`` in the emulator thread after ``delay`` s, unless the
         modem loses power first (the epoch moves on)."""
         heapq.heappush(
-            self._timers, (time.monotonic() + max(0.0, delay), next(self._seq), self._epoch, fn))
+            self._timers, (time.monotonic() + max(0.0, delay), next(self._seq), self._epoch, fn)
+        )
         self._wake_locked()
 
     def _soft_reset_locked(self) -> None:
         self._reboot_locked(self.reset_down_s, None)
 
-    def _after_answer_locked(self, fn: Callable[[], None], grace: float = 0.03,
-                             max_wait: float = 0.5) -> None:
+    def _after_answer_locked(
+        self, fn: Callable[[], None], grace: float = 0.03, max_wait: float = 0.5
+    ) -> None:
         """Run ``fn`` (a reset, a power-down) once the client has read the
         modem's last words, or after ``max_wait`` if nobody reads.
 
@@ -1506,7 +1566,7 @@ class ModemEmulator:
 
     def _reboot_locked(self, down_s: float, new_link: str | None) -> None:
         self.resets += 1
-        self._epoch += 1                    # pending replies and timers die with the reset
+        self._epoch += 1  # pending replies and timers die with the reset
         relink = new_link is not None and os.fspath(new_link) != self._link
         if down_s > 0 or relink or self._master is None:
             self._close_port_locked()
@@ -1546,8 +1606,12 @@ class ModemEmulator:
         # look like a USB tty nobody opened (output simply goes nowhere).
         self._master, self._slave, self._slave_path = master, slave, path
         self._last_slave_path = path
-        log.info("%s: port up at %s%s", self.dialect.name, path,
-                 f" (link {self._link})" if self._link else "")
+        log.info(
+            "%s: port up at %s%s",
+            self.dialect.name,
+            path,
+            f" (link {self._link})" if self._link else "",
+        )
         self._model.power_up()
         if self.on_plug is not None:
             callback = self.on_plug
@@ -1581,7 +1645,7 @@ class ModemEmulator:
         try:
             os.write(self._wake_w, b"!")
         except (BlockingIOError, OSError):
-            pass                            # already awake (pipe full) or stopping
+            pass  # already awake (pipe full) or stopping
 
     def _run_deferred(self) -> None:
         """Run user callbacks outside the lock, so they may call us back."""
@@ -1603,7 +1667,7 @@ class ModemEmulator:
 
     def _next_timeout_locked(self) -> float:
         while self._timers and self._timers[0][2] != self._epoch:
-            heapq.heappop(self._timers)     # stale: from before a power loss
+            heapq.heappop(self._timers)  # stale: from before a power loss
         if not self._timers:
             return 1.0
         return min(1.0, max(0.0, self._timers[0][0] - time.monotonic()))
@@ -1641,7 +1705,7 @@ class ModemEmulator:
                 poller.register(master, select.POLLIN)
             try:
                 events = dict(poller.poll(timeout * 1000.0))
-            except OSError as e:            # EINTR or an fd closed under us
+            except OSError as e:  # EINTR or an fd closed under us
                 log.debug("%s: poll: %s", self.dialect.name, e)
                 events = {}
             with self._lock:
@@ -1763,7 +1827,8 @@ def _cli_command(emu: ModemEmulator, line: str) -> str | None:
     elif cmd == "garbage":
         text = line.split(None, 1)[1] if args else ""
         emu.send_garbage(
-            codecs.decode(text, "unicode_escape").encode("latin-1") if text else _DEFAULT_GARBAGE)
+            codecs.decode(text, "unicode_escape").encode("latin-1") if text else _DEFAULT_GARBAGE
+        )
     elif cmd == "urc" and args:
         emu.send_urc(line.split(None, 1)[1])
     elif cmd == "sim" and args and args[0] in ("remove", "insert"):
@@ -1779,7 +1844,8 @@ def _cli_command(emu: ModemEmulator, line: str) -> str | None:
             if key not in ("rssi", "rsrp", "sinr", "rsrq"):
                 raise ValueError(f"unknown signal value {key!r}")
             values[f"{key}_{'db' if key in ('sinr', 'rsrq') else 'dbm'}"] = (
-                None if value.lower() == "none" else float(value))
+                None if value.lower() == "none" else float(value)
+            )
         for key in ("rssi_dbm", "rsrp_dbm"):
             if values.get(key) is not None:
                 values[key] = int(values[key])
@@ -1833,10 +1899,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--link", help="symlink to create to the pty (e.g. /tmp/lab/ttyUSB2)")
     parser.add_argument("--boot-delay", type=float, default=None, metavar="S")
     parser.add_argument("--register-delay", type=float, default=None, metavar="S")
-    parser.add_argument("--reset-down", type=float, default=None, metavar="S",
-                        help="port absence on soft/hardware reset")
-    parser.add_argument("--realistic", action="store_true",
-                        help="use the dialect's real timings unless given explicitly")
+    parser.add_argument(
+        "--reset-down",
+        type=float,
+        default=None,
+        metavar="S",
+        help="port absence on soft/hardware reset",
+    )
+    parser.add_argument(
+        "--realistic",
+        action="store_true",
+        help="use the dialect's real timings unless given explicitly",
+    )
     parser.add_argument("--no-sim", action="store_true")
     parser.add_argument("--pin-locked", action="store_true")
     parser.add_argument("--registration", default="home", choices=sorted(REG_STATES))
@@ -1848,8 +1922,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--iccid")
     parser.add_argument("--log-level", default="INFO")
     ns = parser.parse_args(argv)
-    logging.basicConfig(level=ns.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=ns.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
     dialect = get_dialect(ns.dialect)
 
@@ -1858,13 +1935,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     identity = {k: v for k, v in (("imei", ns.imei), ("imsi", ns.imsi), ("iccid", ns.iccid)) if v}
     emu = ModemEmulator(
-        dialect, ns.link,
+        dialect,
+        ns.link,
         boot_delay=timing(ns.boot_delay, dialect.typical_boot_s),
         register_delay=timing(ns.register_delay, dialect.typical_register_s),
         reset_down_s=timing(ns.reset_down, dialect.typical_reset_down_s),
-        sim_present=not ns.no_sim, pin_locked=ns.pin_locked,
-        registration=ns.registration, access_tech=ns.access_tech,
-        operator=ns.operator, mcc_mnc=ns.mcc_mnc, **identity,
+        sim_present=not ns.no_sim,
+        pin_locked=ns.pin_locked,
+        registration=ns.registration,
+        access_tech=ns.access_tech,
+        operator=ns.operator,
+        mcc_mnc=ns.mcc_mnc,
+        **identity,
     )
     done = threading.Event()
 
@@ -1877,9 +1959,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         print(f"ready port={emu.port} slave={emu.slave_path}", flush=True)
         if not sys.stdin.isatty():
-            threading.Thread(target=_read_stdin_commands, args=(emu, done),
-                             name="emulator-stdin", daemon=True).start()
-        while not done.wait(0.5):       # short waits: signals are handled between them
+            threading.Thread(
+                target=_read_stdin_commands, args=(emu, done), name="emulator-stdin", daemon=True
+            ).start()
+        while not done.wait(0.5):  # short waits: signals are handled between them
             pass
     finally:
         emu.stop()

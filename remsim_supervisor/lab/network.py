@@ -66,6 +66,7 @@ def call_in_netns(ns: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T
         raise error[0]
     return result[0]
 
+
 IONMESH = "10.251.9.9"
 ELSEWHERE = "10.251.9.10"
 REMSIM_SERVER = "10.251.9.20"
@@ -75,9 +76,9 @@ BANKD = "10.251.9.30"
 @dataclass(frozen=True)
 class Carrier:
     role: str
-    device: str       # in the router
-    address: str      # the router's address on it
-    peer: str         # the cloud's device
+    device: str  # in the router
+    address: str  # the router's address on it
+    peer: str  # the cloud's device
     gateway: str
     metric: int
 
@@ -118,14 +119,37 @@ class LabNetwork:
                 self._made.append(ns)
                 self.ip(ns, "link", "set", "lo", "up")
             for c in CARRIERS:
-                _run("ip", "link", "add", c.device, "netns", self.router, "type", "veth",
-                     "peer", "name", c.peer, "netns", self.cloud)
+                _run(
+                    "ip",
+                    "link",
+                    "add",
+                    c.device,
+                    "netns",
+                    self.router,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    c.peer,
+                    "netns",
+                    self.cloud,
+                )
                 self.ip(self.router, "link", "set", c.device, "up")
                 self.ip(self.cloud, "link", "set", c.peer, "up")
                 self.ip(self.router, "addr", "add", f"{c.address}/24", "dev", c.device)
                 self.ip(self.cloud, "addr", "add", f"{c.gateway}/24", "dev", c.peer)
-                self.ip(self.router, "route", "add", "default", "via", c.gateway, "dev", c.device,
-                        "metric", str(c.metric))
+                self.ip(
+                    self.router,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    c.gateway,
+                    "dev",
+                    c.device,
+                    "metric",
+                    str(c.metric),
+                )
             for address in (IONMESH, ELSEWHERE, REMSIM_SERVER, BANKD):
                 self.ip(self.cloud, "addr", "add", f"{address}/32", "dev", "lo")
             self.ip(self.router, "rule", "add", *MWAN3_RULE)
@@ -149,14 +173,31 @@ class LabNetwork:
         table = f"blackhole_{role}"
         if on:
             peer = self.carriers[role].peer
-            script = (f"table inet {table} {{\n chain prerouting {{\n"
-                      f"  type filter hook prerouting priority -300;\n"
-                      f"  iifname \"{peer}\" drop\n }}\n}}\n")
-            subprocess.run(["ip", "netns", "exec", self.cloud, "nft", "-f", "-"], input=script,
-                           text=True, check=True, capture_output=True)
+            script = (
+                f"table inet {table} {{\n chain prerouting {{\n"
+                f"  type filter hook prerouting priority -300;\n"
+                f'  iifname "{peer}" drop\n }}\n}}\n'
+            )
+            subprocess.run(
+                ["ip", "netns", "exec", self.cloud, "nft", "-f", "-"],
+                input=script,
+                text=True,
+                check=True,
+                capture_output=True,
+            )
         else:
-            _run("ip", "netns", "exec", self.cloud, "nft", "delete", "table", "inet", table,
-                 check=False)
+            _run(
+                "ip",
+                "netns",
+                "exec",
+                self.cloud,
+                "nft",
+                "delete",
+                "table",
+                "inet",
+                table,
+                check=False,
+            )
 
     # -- looking ----------------------------------------------------------------------
 
@@ -164,8 +205,13 @@ class LabNetwork:
         return self.ip(self.router, "route", "get", address).splitlines()[0]
 
     def rules(self) -> list[str]:
-        return [line for line in (self.ip(self.router, "-4", "rule")
-                                  + self.ip(self.router, "-6", "rule")).splitlines() if line]
+        return [
+            line
+            for line in (
+                self.ip(self.router, "-4", "rule") + self.ip(self.router, "-6", "rule")
+            ).splitlines()
+            if line
+        ]
 
     def table(self, table: int) -> list[str]:
         lines = []

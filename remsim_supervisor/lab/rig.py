@@ -2,8 +2,9 @@
 
 The rig puts together what the end-to-end tests, the benchmarks and the lab
 all need (run as root: the daemon runs in a network namespace of the rig's
-own unless it is given one, so its rules never touch the host): a fake sysfs tree (:mod:`remsim_supervisor.lab.fakesysfs`) where
-each modem is plugged at a USB path with its vendor's interface layout, a
+own unless it is given one, so its rules never touch the host): a fake
+sysfs tree (:mod:`remsim_supervisor.lab.fakesysfs`) where each modem is
+plugged at a USB path with its vendor's interface layout, a
 modem emulator (:mod:`remsim_supervisor.lab.emulator`) on a real
 pseudo-terminal behind the AT tty that layout names, a UCI configuration
 naming the modems by USB path only, and ``remsim-supervisor run`` started as
@@ -65,10 +66,16 @@ def default_modems() -> list[RigModem]:
 
 
 class Rig:
-    def __init__(self, root: str | os.PathLike[str], modems: list[RigModem] | None = None,
-                 *, emulator_options: Mapping[str, Any] | None = None,
-                 ionmesh_url: str = "http://127.0.0.1:5000",
-                 ionmesh_options: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        modems: list[RigModem] | None = None,
+        *,
+        emulator_options: Mapping[str, Any] | None = None,
+        ionmesh_url: str = "http://127.0.0.1:5000",
+        ionmesh_options: Mapping[str, str] | None = None,
+        guardian: bool = False,
+    ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.sysfs = FakeSysfs(self.root / "fs")
@@ -81,6 +88,9 @@ class Rig:
         self.emulator_options = dict(emulator_options or {})
         self.ionmesh_url = ionmesh_url
         self.ionmesh_options = dict(ionmesh_options or {})
+        # Without the lab network no path ever works, and after its start-up
+        # minute the guardian would rightly reset the modems: off unless asked.
+        self.guardian = guardian
         self.daemon: subprocess.Popen[bytes] | None = None
         self._log_file: Any = None
         self._own_netns: str | None = None
@@ -88,6 +98,26 @@ class Rig:
         # pulse on a modem's line reboots its emulator, as the pin would.
         self.gpio_root = self.root / "gpio"
         self.gpio = SimGpio(str(self.gpio_root))
+
+    @classmethod
+    def for_lab(
+        cls,
+        root: str | os.PathLike[str],
+        ionmesh_url: str,
+        *,
+        timeout: float = 1.5,
+        extra_config: str = "",
+    ) -> Rig:
+        """A rig for the lab network: the modems' data devices are its carriers'
+        (``wwan0`` primary, ``wwan1`` IoT; :mod:`remsim_supervisor.lab.network`)."""
+        rig = cls(root, ionmesh_url=ionmesh_url, ionmesh_options={"timeout": f"{timeout:g}"},
+                  guardian=True)
+        rig.modems["modem1"].options["device"] = "wwan0"
+        rig.modems["modem2"].options["device"] = "wwan1"
+        rig.write_config(extra_config)
+        rig.plug("modem1")
+        rig.plug("modem2")
+        return rig
 
     # -- modems -------------------------------------------------------------
 
@@ -105,8 +135,9 @@ class Rig:
             modem.emulator = ModemEmulator(modem.dialect, link=link, **options)
             modem.emulator.start()
             emulator = modem.emulator
-            modem.reset_watcher = ResetWatcher(self.gpio, modem.reset_line,
-                                               lambda: emulator.hardware_reset())
+            modem.reset_watcher = ResetWatcher(
+                self.gpio, modem.reset_line, lambda: emulator.hardware_reset()
+            )
         else:
             modem.emulator.plug(new_link=link)
         return link
@@ -138,43 +169,65 @@ class Rig:
             "",
         ]
         for modem in self.modems.values():
-            lines += [f"config modem '{modem.name}'", f"\toption role '{modem.role}'",
-                      f"\toption usb_path '{modem.usb_path}'",
-                      f"\toption sim_gpio 'sim:{modem.sim_line}'",
-                      f"\toption reset_gpio 'sim:{modem.reset_line}'"]
+            lines += [
+                f"config modem '{modem.name}'",
+                f"\toption role '{modem.role}'",
+                f"\toption usb_path '{modem.usb_path}'",
+                f"\toption sim_gpio 'sim:{modem.sim_line}'",
+                f"\toption reset_gpio 'sim:{modem.reset_line}'",
+            ]
             lines += [f"\toption {k} '{v}'" for k, v in modem.options.items()]
             lines.append("")
+        if not self.guardian:
+            lines += ["config escalation 'watch_only'", "\toption enabled '0'", ""]
         self.config_path.write_text("\n".join(lines) + "\n" + extra)
         return self.config_path
 
     def environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("MODEM1_", "MODEM2_", "IONMESH_", "OPENWRT_"))}
-        env.update({
-            "REMSIM_SUPERVISOR_SYSFS": self.sysfs.sysfs_root,
-            "REMSIM_SUPERVISOR_DEV": self.sysfs.dev_root,
-            "REMSIM_SUPERVISOR_LOCK_DIR": str(self.lock_dir),
-            "REMSIM_SUPERVISOR_STATE_DIR": str(self.root / "state"),
-            SIM_GPIO_ENV: str(self.gpio_root),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("MODEM1_", "MODEM2_", "IONMESH_", "OPENWRT_"))
+        }
+        env.update(
+            {
+                "REMSIM_SUPERVISOR_SYSFS": self.sysfs.sysfs_root,
+                "REMSIM_SUPERVISOR_DEV": self.sysfs.dev_root,
+                "REMSIM_SUPERVISOR_LOCK_DIR": str(self.lock_dir),
+                "REMSIM_SUPERVISOR_STATE_DIR": str(self.root / "state"),
+                SIM_GPIO_ENV: str(self.gpio_root),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         return env
 
-    def start_daemon(self, *extra_args: str, env: Mapping[str, str] | None = None,
-                     netns: str | None = None) -> subprocess.Popen[bytes]:
+    def start_daemon(
+        self, *extra_args: str, env: Mapping[str, str] | None = None, netns: str | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start ``remsim-supervisor run``; inside network namespace ``netns`` if given."""
         if not self.config_path.exists():
             self.write_config()
-        self._log_file = open(self.log_path, "ab")
+        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 (open for the daemon's life)
         full_env = self.environment()
         full_env.update(env or {})
         if netns is None:
             netns = self._private_netns()
         prefix = ["ip", "netns", "exec", netns]
         self.daemon = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "remsim_supervisor", "run", "-c",
-             str(self.config_path), "--log-stderr", *extra_args],
-            stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
+            [
+                *prefix,
+                sys.executable,
+                "-m",
+                "remsim_supervisor",
+                "run",
+                "-c",
+                str(self.config_path),
+                "--log-stderr",
+                *extra_args,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
             env=full_env,
         )
         return self.daemon
@@ -205,14 +258,20 @@ class Rig:
                 return modem
         raise KeyError(name)
 
-    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20.0,
-                 what: str = "condition") -> dict[str, Any]:
+    def wait_for(
+        self,
+        predicate: Callable[[dict[str, Any]], bool],
+        timeout: float = 20.0,
+        what: str = "condition",
+    ) -> dict[str, Any]:
         """Poll the daemon's status until ``predicate`` holds; fail with the last status."""
         deadline = time.monotonic() + timeout
         last: dict[str, Any] | None = None
         while time.monotonic() < deadline:
             if self.daemon is not None and self.daemon.poll() is not None:
-                raise AssertionError(f"daemon exited with {self.daemon.returncode}:\n{self.log()[-4000:]}")
+                raise AssertionError(
+                    f"daemon exited with {self.daemon.returncode}:\n{self.log()[-4000:]}"
+                )
             try:
                 last = self.status(timeout=2.0)
             except control.ControlError:
@@ -220,12 +279,15 @@ class Rig:
             if last is not None and predicate(last):
                 return last
             time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}; last status: {last}\n"
-                             f"daemon log tail:\n{self.log()[-4000:]}")
+        raise AssertionError(
+            f"timed out waiting for {what}; last status: {last}\n"
+            f"daemon log tail:\n{self.log()[-4000:]}"
+        )
 
     def wait_state(self, name: str, state: str, timeout: float = 20.0) -> dict[str, Any]:
-        status = self.wait_for(lambda s: self.modem_status(name, s)["state"] == state,
-                               timeout, f"{name} to be {state}")
+        status = self.wait_for(
+            lambda s: self.modem_status(name, s)["state"] == state, timeout, f"{name} to be {state}"
+        )
         return self.modem_status(name, status)
 
     def stop_daemon(self, timeout: float = 10.0) -> int | None:

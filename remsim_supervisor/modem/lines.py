@@ -62,13 +62,15 @@ class ModemLines:
         return frozenset(caps)
 
 
-def _open(cfg: ModemConfig, what: str, spec: GpioSpec | None, active_low: bool,
-          initial: bool | None) -> Line | None:
+def _open(
+    cfg: ModemConfig, what: str, spec: GpioSpec | None, active_low: bool, initial: bool | None
+) -> Line | None:
     if spec is None:
         return None
     try:
-        return open_line(spec, active_low=active_low, initial=initial,
-                         consumer=f"remsim-supervisor {cfg.name}")
+        return open_line(
+            spec, active_low=active_low, initial=initial, consumer=f"remsim-supervisor {cfg.name}"
+        )
     except GpioError as exc:
         log.error("%s (%s): %s_gpio not available: %s", cfg.name, cfg.role, what, exc)
         return None

@@ -28,12 +28,19 @@ actions it gets back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 STATES = (
-    "absent", "probing", "sim_wait", "locked", "searching",
-    "registered", "connected", "recovering", "failed",
+    "absent",
+    "probing",
+    "sim_wait",
+    "locked",
+    "searching",
+    "registered",
+    "connected",
+    "recovering",
+    "failed",
 )
 
 # Consecutive command timeouts after which a modem counts as wedged.
@@ -42,16 +49,37 @@ WEDGED_AFTER = 3
 # CxREG kinds that speak for the packet domain: data needs one of these.
 PS_KINDS = ("CEREG", "C5GREG", "CGREG")
 
-REGISTERED_STATES = frozenset({
-    "home", "roaming", "home_sms_only", "roaming_sms_only",
-    "home_csfb_not_preferred", "roaming_csfb_not_preferred",
-})
+REGISTERED_STATES = frozenset(
+    {
+        "home",
+        "roaming",
+        "home_sms_only",
+        "roaming_sms_only",
+        "home_csfb_not_preferred",
+        "roaming_csfb_not_preferred",
+    }
+)
 
-LOCKED_SIM = frozenset({
-    "sim_pin", "sim_puk", "sim_pin2", "sim_puk2", "ph_sim_pin", "ph_sim_puk",
-    "ph_fsim_pin", "ph_fsim_puk", "ph_net_pin", "ph_net_puk", "ph_netsub_pin",
-    "ph_netsub_puk", "ph_sp_pin", "ph_sp_puk", "ph_corp_pin", "ph_corp_puk",
-})
+LOCKED_SIM = frozenset(
+    {
+        "sim_pin",
+        "sim_puk",
+        "sim_pin2",
+        "sim_puk2",
+        "ph_sim_pin",
+        "ph_sim_puk",
+        "ph_fsim_pin",
+        "ph_fsim_puk",
+        "ph_net_pin",
+        "ph_net_puk",
+        "ph_netsub_pin",
+        "ph_netsub_puk",
+        "ph_sp_pin",
+        "ph_sp_puk",
+        "ph_corp_pin",
+        "ph_corp_puk",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -101,8 +129,11 @@ class ModemFacts:
         """The registration that decides: a registered PS kind first, then any."""
         ordered = sorted(
             self.registrations,
-            key=lambda r: (r.state not in REGISTERED_STATES, r.kind not in PS_KINDS,
-                           PS_KINDS.index(r.kind) if r.kind in PS_KINDS else 9),
+            key=lambda r: (
+                r.state not in REGISTERED_STATES,
+                r.kind not in PS_KINDS,
+                PS_KINDS.index(r.kind) if r.kind in PS_KINDS else 9,
+            ),
         )
         return ordered[0] if ordered else None
 
@@ -213,9 +244,23 @@ class RecoveryEnded:
     ok: bool
 
 
-Event = (NotFound | PortOpened | PortLost | Answered | TimedOut | Identified | SubscriberIds
-         | SimState | RegistrationReport | OperatorReport | SignalReport | LinkChanged
-         | Rebooted | RecoveryStarted | RecoveryEnded)
+Event = (
+    NotFound
+    | PortOpened
+    | PortLost
+    | Answered
+    | TimedOut
+    | Identified
+    | SubscriberIds
+    | SimState
+    | RegistrationReport
+    | OperatorReport
+    | SignalReport
+    | LinkChanged
+    | Rebooted
+    | RecoveryStarted
+    | RecoveryEnded
+)
 
 
 # -- actions ------------------------------------------------------------------
@@ -276,7 +321,9 @@ def _why(f: ModemFacts, event: Event) -> str:
     if state == "recovering":
         return f"recovery step {f.recovering}"
     if state == "probing":
-        return "rebooted, probing again" if isinstance(event, Rebooted) else f"port {f.at_port} open"
+        return (
+            "rebooted, probing again" if isinstance(event, Rebooted) else f"port {f.at_port} open"
+        )
     if state == "locked":
         return f"SIM wants {f.sim_lock.upper().replace('_', ' ')}" if f.sim_lock else "SIM locked"
     if state == "sim_wait":
@@ -302,9 +349,11 @@ def _why(f: ModemFacts, event: Event) -> str:
     return where
 
 
-def _merge_registration(regs: tuple[Registration, ...], new: Registration) -> tuple[Registration, ...]:
+def _merge_registration(
+    regs: tuple[Registration, ...], new: Registration
+) -> tuple[Registration, ...]:
     kept = tuple(r for r in regs if r.kind != new.kind)
-    return tuple(sorted(kept + (new,), key=lambda r: r.kind))
+    return tuple(sorted((*kept, new), key=lambda r: r.kind))
 
 
 def step(f: ModemFacts, event: Event) -> tuple[ModemFacts, list[Action]]:
@@ -313,30 +362,59 @@ def step(f: ModemFacts, event: Event) -> tuple[ModemFacts, list[Action]]:
     g = f
     if isinstance(event, NotFound):
         # What the modem is stays known while it is away (status shows it).
-        g = replace(ModemFacts(), reason=event.reason, link_up=f.link_up,
-                    state=f.state, changes=f.changes, profile=f.profile,
-                    manufacturer=f.manufacturer, model_name=f.model_name,
-                    revision=f.revision, imei=f.imei)
+        g = replace(
+            ModemFacts(),
+            reason=event.reason,
+            link_up=f.link_up,
+            state=f.state,
+            changes=f.changes,
+            profile=f.profile,
+            manufacturer=f.manufacturer,
+            model_name=f.model_name,
+            revision=f.revision,
+            imei=f.imei,
+        )
     elif isinstance(event, PortLost):
         # Everything learnt over the port is stale once it is gone.
-        g = replace(ModemFacts(), reason=event.reason, link_up=f.link_up,
-                    state=f.state, changes=f.changes, profile=f.profile,
-                    manufacturer=f.manufacturer, model_name=f.model_name,
-                    revision=f.revision, imei=f.imei, recovering=f.recovering)
+        g = replace(
+            ModemFacts(),
+            reason=event.reason,
+            link_up=f.link_up,
+            state=f.state,
+            changes=f.changes,
+            profile=f.profile,
+            manufacturer=f.manufacturer,
+            model_name=f.model_name,
+            revision=f.revision,
+            imei=f.imei,
+            recovering=f.recovering,
+        )
     elif isinstance(event, PortOpened):
-        g = replace(f, at_port=event.at_port, probed=False, sim_lock=None,
-                    registrations=(), timeouts=0, reason="")
+        g = replace(
+            f,
+            at_port=event.at_port,
+            probed=False,
+            sim_lock=None,
+            registrations=(),
+            timeouts=0,
+            reason="",
+        )
     elif isinstance(event, Answered):
         if f.timeouts:
             g = replace(f, timeouts=0)
     elif isinstance(event, TimedOut):
         g = replace(f, timeouts=f.timeouts + 1)
     elif isinstance(event, Identified):
-        g = replace(f, probed=True, profile=event.profile,
-                    manufacturer=event.manufacturer or f.manufacturer,
-                    model_name=event.model_name or f.model_name,
-                    revision=event.revision or f.revision,
-                    imei=event.imei or f.imei, timeouts=0)
+        g = replace(
+            f,
+            probed=True,
+            profile=event.profile,
+            manufacturer=event.manufacturer or f.manufacturer,
+            model_name=event.model_name or f.model_name,
+            revision=event.revision or f.revision,
+            imei=event.imei or f.imei,
+            timeouts=0,
+        )
     elif isinstance(event, SubscriberIds):
         g = replace(f, imsi=event.imsi or f.imsi, iccid=event.iccid or f.iccid)
     elif isinstance(event, SimState):
@@ -355,8 +433,16 @@ def step(f: ModemFacts, event: Event) -> tuple[ModemFacts, list[Action]]:
     elif isinstance(event, LinkChanged):
         g = replace(f, link_up=event.up)
     elif isinstance(event, Rebooted):
-        g = replace(f, probed=False, sim_lock=None, registrations=(), operator=None,
-                    operator_tech=None, signal=(), timeouts=0)
+        g = replace(
+            f,
+            probed=False,
+            sim_lock=None,
+            registrations=(),
+            operator=None,
+            operator_tech=None,
+            signal=(),
+            timeouts=0,
+        )
         actions.append(Reprobe())
     elif isinstance(event, RecoveryStarted):
         g = replace(f, recovering=event.step)

@@ -44,12 +44,22 @@ from remsim_supervisor.discovery import Discovery, FoundModem
 from remsim_supervisor.log import mask
 from remsim_supervisor.modem import machine as m
 from remsim_supervisor.transport import (
-    DEFAULT_LOCK_DIR, AtChannel, AtTimeout, PortBusy, PortError, PortGone, SerialPort,
+    DEFAULT_LOCK_DIR,
+    AtChannel,
+    AtTimeout,
+    PortBusy,
+    PortError,
+    PortGone,
+    SerialPort,
 )
 from remsim_supervisor.vendors import ModemProfile, get_profile, identify, profile_for_usb_id
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-          "error": logging.ERROR}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 @dataclass(frozen=True)
@@ -63,8 +73,9 @@ class RunnerSettings:
 
 
 class ModemRunner:
-    def __init__(self, cfg: ModemConfig, discovery: Discovery,
-                 settings: RunnerSettings = RunnerSettings()) -> None:
+    def __init__(
+        self, cfg: ModemConfig, discovery: Discovery, settings: RunnerSettings = RunnerSettings()
+    ) -> None:
         self.cfg = cfg
         self.discovery = discovery
         self.settings = settings
@@ -99,7 +110,11 @@ class ModemRunner:
 
     def apply(self, event: m.Event) -> None:
         before = self.facts.state
-        if isinstance(event, m.NotFound) and before == "absent" and event.reason != self.facts.reason:
+        if (
+            isinstance(event, m.NotFound)
+            and before == "absent"
+            and event.reason != self.facts.reason
+        ):
             # Absent with a new reason (first look, port now held by another
             # program...): worth a line even though the state is unchanged.
             self.log.warning("%s (%s): absent: %s", self.name, self.cfg.role, event.reason)
@@ -108,8 +123,13 @@ class ModemRunner:
             self.since = time.monotonic()
         for action in actions:
             if isinstance(action, m.Log):
-                self.log.log(LEVELS.get(action.level, logging.INFO), "%s (%s): %s",
-                             self.name, self.cfg.role, action.message)
+                self.log.log(
+                    LEVELS.get(action.level, logging.INFO),
+                    "%s (%s): %s",
+                    self.name,
+                    self.cfg.role,
+                    action.message,
+                )
             elif isinstance(action, m.Reprobe):
                 self._reprobe = True
                 self._wake.set()
@@ -193,8 +213,11 @@ class ModemRunner:
             self.log.debug("%s: discovery failed: %s", self.name, exc)
             found = None
         self.found = found
-        where = cfg.usb_path and f"USB path {cfg.usb_path}" or (
-            cfg.usb_id and "USB id %04x:%04x" % cfg.usb_id) or "any known modem"
+        where = (
+            (cfg.usb_path and f"USB path {cfg.usb_path}")
+            or (cfg.usb_id and f"USB id {cfg.usb_id[0]:04x}:{cfg.usb_id[1]:04x}")
+            or "any known modem"
+        )
         if found is None:
             return None, f"no modem at {where}"
         if found.at_device:
@@ -262,7 +285,9 @@ class ModemRunner:
             return self.profile.timings.command_timeout_s
         return 5.0
 
-    async def _cmd(self, ch: AtChannel, command: str, timeout: float | None = None) -> Response | None:
+    async def _cmd(
+        self, ch: AtChannel, command: str, timeout: float | None = None
+    ) -> Response | None:
         try:
             response = await ch.command(command, timeout or self._timeout())
         except AtTimeout:
@@ -302,12 +327,25 @@ class ModemRunner:
         imei = parsers.parse_imei(_lines(await self._cmd(ch, imei_cmd)))
         if self.facts.timeouts >= m.WEDGED_AFTER:
             return False
-        self.apply(m.Identified(profile=profile.key, manufacturer=_clean(manufacturer),
-                                model_name=_clean(model_name), revision=_clean(revision),
-                                imei=imei))
-        self.log.info("%s (%s): %s %s, firmware %s, IMEI %s, on %s", self.name, self.cfg.role,
-                      manufacturer or "?", model_name or "?", revision or "?", mask(imei),
-                      ch.port.path)
+        self.apply(
+            m.Identified(
+                profile=profile.key,
+                manufacturer=_clean(manufacturer),
+                model_name=_clean(model_name),
+                revision=_clean(revision),
+                imei=imei,
+            )
+        )
+        self.log.info(
+            "%s (%s): %s %s, firmware %s, IMEI %s, on %s",
+            self.name,
+            self.cfg.role,
+            manufacturer or "?",
+            model_name or "?",
+            revision or "?",
+            mask(imei),
+            ch.port.path,
+        )
         await self._check_sim(ch)
         if self.facts.sim_lock == "ready":
             await self._subscriber(ch)
@@ -335,7 +373,9 @@ class ModemRunner:
         if r is None:
             return
         if r.ok:
-            text = next((ln for ln in r.lines if "CPIN" in ln.upper()), r.lines[0] if r.lines else "")
+            text = next(
+                (ln for ln in r.lines if "CPIN" in ln.upper()), r.lines[0] if r.lines else ""
+            )
             lock = parsers.parse_cpin(text) if text else "unknown"
         else:
             lock = parsers.parse_cpin(r.final.text)
@@ -345,7 +385,9 @@ class ModemRunner:
 
     async def _subscriber(self, ch: AtChannel) -> None:
         assert self.profile is not None
-        imsi = parsers.parse_imsi(_lines(await self._cmd(ch, self.profile.identity_commands.get("imsi", "AT+CIMI"))))
+        imsi = parsers.parse_imsi(
+            _lines(await self._cmd(ch, self.profile.identity_commands.get("imsi", "AT+CIMI")))
+        )
         iccid = None
         r = await self._cmd(ch, self.profile.identity_commands.get("iccid", "AT+CCID"))
         for line in _lines(r):
@@ -396,9 +438,17 @@ class ModemRunner:
         reg = parsers.parse_registration(line)
         if reg is None:
             return None
-        self.apply(m.RegistrationReport(m.Registration(
-            kind=reg.kind, state=reg.state, access_tech=reg.access_tech or "unknown",
-            lac=reg.lac, ci=reg.ci)))
+        self.apply(
+            m.RegistrationReport(
+                m.Registration(
+                    kind=reg.kind,
+                    state=reg.state,
+                    access_tech=reg.access_tech or "unknown",
+                    lac=reg.lac,
+                    ci=reg.ci,
+                )
+            )
+        )
         return reg
 
     # -- unsolicited ------------------------------------------------------
@@ -415,8 +465,14 @@ class ModemRunner:
         if kind == "registration":
             self._apply_registration(line)
             return
-        booted = kind == "rdy" or (self.profile is not None and any(
-            line.strip().upper() == u.upper() for u in self.profile.boot_urcs if u.upper() != "+CPIN: READY"))
+        booted = kind == "rdy" or (
+            self.profile is not None
+            and any(
+                line.strip().upper() == u.upper()
+                for u in self.profile.boot_urcs
+                if u.upper() != "+CPIN: READY"
+            )
+        )
         cpin_ready = kind in ("cpin", "sim_ready") and parsers.parse_cpin(line) == "ready"
         if booted or (cpin_ready and self.facts.sim_lock == "ready"):
             if self._probing:
@@ -454,8 +510,12 @@ class ModemRunner:
             "signal": f.signal_dict,
             "sim": {"slot": None, "state": f.sim_lock},
             "identity": {
-                "manufacturer": f.manufacturer, "model": f.model_name, "revision": f.revision,
-                "imei": f.imei, "imsi": f.imsi, "iccid": f.iccid,
+                "manufacturer": f.manufacturer,
+                "model": f.model_name,
+                "revision": f.revision,
+                "imei": f.imei,
+                "imsi": f.imsi,
+                "iccid": f.iccid,
             },
         }
 
@@ -488,8 +548,13 @@ def _tech(value: object) -> str | None:
 def _signal_values(lines: list[str]) -> tuple[tuple[str, Any], ...]:
     """Signal figures from whichever vendor command answered, in dBm / dB."""
     for line in lines:
-        for parse in (parsers.parse_qcsq, parsers.parse_xcesq, parsers.parse_cesq,
-                      parsers.parse_hcsq, parsers.parse_csq):
+        for parse in (
+            parsers.parse_qcsq,
+            parsers.parse_xcesq,
+            parsers.parse_cesq,
+            parsers.parse_hcsq,
+            parsers.parse_csq,
+        ):
             try:
                 parsed = parse(line)
             except Exception:
@@ -497,7 +562,8 @@ def _signal_values(lines: list[str]) -> tuple[tuple[str, Any], ...]:
             if parsed is None or not dataclasses.is_dataclass(parsed):
                 continue
             values = {
-                k: v for k, v in dataclasses.asdict(parsed).items()
+                k: v
+                for k, v in dataclasses.asdict(parsed).items()
                 if (k.endswith("_dbm") or k.endswith("_db")) and v is not None
             }
             for key in ("sysmode", "access_tech"):

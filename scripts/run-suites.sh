@@ -1,0 +1,30 @@
+#!/bin/sh
+# Runs the suite under each library set at the same time (one per core),
+# each with its own pytest temporary root, then prints both logs whole, one
+# after the other, and fails if either failed.
+set -u
+[ $# -ge 1 ] || { echo "usage: $0 VENV [VENV...] [-- PYTEST_ARGS]" >&2; exit 2; }
+
+venvs=""
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do venvs="$venvs $1"; shift; done
+[ "${1:-}" = "--" ] && shift
+
+logdir=$(mktemp -d)
+pids=""
+for venv in $venvs; do
+	name=$(basename "$venv")
+	"$venv/bin/python" -m pytest -p no:cacheprovider --basetemp="$logdir/tmp-$name" "$@" \
+		>"$logdir/$name.log" 2>&1 &
+	pids="$pids $!:$name"
+done
+
+status=0
+for entry in $pids; do
+	pid=${entry%%:*}
+	name=${entry#*:}
+	if wait "$pid"; then result=passed; else result=failed; status=1; fi
+	echo "== suite with the $name libraries: $result"
+	cat "$logdir/$name.log"
+done
+rm -rf "$logdir"
+exit $status
