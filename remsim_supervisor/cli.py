@@ -220,6 +220,28 @@ def event(config_path: str, cause: str) -> None:
     sys.exit(run_event(cause, config_path, os.environ))
 
 
+@modem.command("reset")
+@config_option
+@click.option("--level", default="soft_reset", show_default=True,
+              type=click.Choice(["ifup", "radio_cycle", "soft_reset", "usb_reauth", "gpio_reset",
+                                 "power_cycle"]),
+              help="Which recovery step.")
+@click.option("--timeout", type=float, default=None,
+              help="Seconds to wait for the modem to come back (default: the step's expected time).")
+@click.pass_obj
+def modem_reset(name: str, config_path: str, level: str, timeout: float | None) -> None:
+    """One recovery step now; exit 0 if the modem came back (registered again)."""
+    answer = ask(config_path, {"cmd": "reset", "modem": name, "level": level,
+                               "timeout": timeout}, timeout=(timeout or 300.0) + 30.0)
+    if not answer.get("ok"):
+        fail(str(answer.get("error")), 1)
+    if answer.get("came_back"):
+        click.echo(f"{name}: {level} done, {answer.get('state')} again after "
+                   f"{answer.get('took_s')} s")
+        return
+    fail(str(answer.get("message") or f"{name} did not come back"), 1)
+
+
 @cli.command(hidden=True)
 @config_option
 @click.argument("subsystem")

@@ -423,6 +423,8 @@ class Daemon:
                 origin=origin if isinstance(origin, dict) else None,
             )
             return result
+        if cmd == "reset":
+            return await self._handle_reset(request)
         if cmd == "reload":
             ok, message = await self.reload()
             return {"ok": ok, "message": message} if ok else {"ok": False, "error": message}
@@ -450,6 +452,21 @@ class Daemon:
             "final": response.final.text,
             "error": response.final.is_error,
         }
+
+    async def _handle_reset(self, request: dict[str, Any]) -> dict[str, Any]:
+        from remsim_supervisor.planner import RUNGS
+
+        name = str(request.get("modem", ""))
+        if name not in self.runners:
+            known = ", ".join(self.runners) or "none"
+            return {"ok": False, "error": f"no modem named {name!r} (configured: {known})"}
+        level = str(request.get("level") or "soft_reset")
+        levels = [r for r in RUNGS if r != "reroute"]
+        if level not in levels:
+            return {"ok": False, "error": f"unknown level {level!r}: use one of "
+                    + ", ".join(levels)}
+        timeout = request.get("timeout")
+        return await self.guardian.on_demand(name, level, float(timeout) if timeout else None)
 
     def _handle_hotplug(self, request: dict[str, Any]) -> dict[str, Any]:
         self.hotplug_events += 1

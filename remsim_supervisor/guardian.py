@@ -346,5 +346,44 @@ class Guardian:
             await asyncio.sleep(0.25)
         return False
 
+    async def on_demand(self, name: str, rung: str, timeout: float | None = None) -> dict[str, Any]:
+        """``modem NAME reset --level RUNG``: one step now, and whether the modem came back.
+
+        It came back when its owner task has it registered (or connected)
+        again, after the step, within the step's expected time (or
+        ``timeout``). A step of the guardian already running on the modem
+        is not doubled.
+        """
+        runner = self.d.runners[name]
+        if name in self.running:
+            return {"ok": False, "error": f"{name} is in a recovery step already; try later"}
+        model = runner.facts.profile or runner.cfg.model
+        expected = timeout or self.costs.expected(model, rung)
+        step = Step(modem=name, rung=rung, reason="asked for on the command line",
+                    expected_s=expected, grace_left_s=self.grace_left(), urgent=False)
+        log.warning("%s (%s): recovery step %s on demand, %.0f s of grace left", name,
+                    runner.cfg.role, rung, self.grace_left())
+        started = self.clock()
+        runner.apply(m.RecoveryStarted(rung))
+        try:
+            done = await self._do(step)
+        finally:
+            runner.apply(m.RecoveryEnded(rung, True))
+        if not done:
+            return {"ok": True, "came_back": False, "state": runner.facts.state,
+                    "message": f"the {rung} step could not be carried out (see logread)"}
+        # The modem first drops (a reset takes its port away), then comes back.
+        await asyncio.sleep(min(2.0, expected / 4))
+        deadline = started + expected
+        while self.clock() < deadline:
+            if runner.facts.state in ("registered", "connected"):
+                took = self.clock() - started
+                log.info("%s: %s on demand: back after %.0f s", name, rung, took)
+                return {"ok": True, "came_back": True, "state": runner.facts.state,
+                        "took_s": round(took, 1)}
+            await asyncio.sleep(0.25)
+        return {"ok": True, "came_back": False, "state": runner.facts.state,
+                "message": f"{name} is {runner.facts.state} {expected:.0f} s after {rung}"}
+
     def status(self) -> list[dict[str, Any]]:
         return list(self.recent)

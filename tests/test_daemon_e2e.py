@@ -227,3 +227,28 @@ def test_a_registration_urc_racing_a_query_is_settled_by_asking_again(rig: Rig) 
     status = rig.wait_state("modem1", "searching", 10)
     assert status["registration"] == "searching"
     assert rig.stop_daemon() == 0
+
+
+def test_modem_reset_on_demand_by_at_and_by_the_reset_line(rig: Rig) -> None:
+    rig.plug("modem1")
+    rig.plug("modem2")
+    rig.start_daemon()
+    rig.wait_for(lambda s: all(m["state"] == "registered" for m in s["modems"]), 30, "registered")
+    emu = rig.emulator("modem1")
+    before = emu.resets
+
+    soft = cli(rig, "modem", "modem1", "reset", "-c", str(rig.config_path), "--timeout", "20")
+    assert soft.returncode == 0, soft.stderr
+    assert "soft_reset done, registered again" in soft.stdout
+    assert "AT+CFUN=1,1" in emu.commands  # the EC25's own reset command
+    assert emu.resets == before + 1
+
+    pulse = cli(rig, "modem", "modem1", "reset", "--level", "gpio_reset", "-c",
+                str(rig.config_path), "--timeout", "20")
+    assert pulse.returncode == 0, pulse.stderr
+    assert emu.resets == before + 2
+    assert "reset pulse" in rig.log() and "on demand" in rig.log()
+
+    unknown = cli(rig, "modem", "modem9", "reset", "-c", str(rig.config_path))
+    assert unknown.returncode == 1 and "no modem named 'modem9'" in unknown.stderr
+    assert rig.stop_daemon() == 0
