@@ -1,13 +1,16 @@
-"""Idle CPU and memory of the daemon supervising two registered modems.
+"""Idle CPU and memory of the whole daemon on a healthy router.
 
-Stands up the rig (two emulated modems on ptys behind a fake USB bus), runs
-``remsim-supervisor run``, waits until both modems are registered, then
-measures over a quiet window (default 60 s) the CPU time the daemon process
-used (utime + stime from /proc/PID/stat) and its memory (VmRSS, VmHWM).
+Stands up the lab (router and cloud network namespaces, IonMesh asking for
+a heartbeat every 60 s as a real one does, two emulated modems with their
+data devices), runs ``remsim-supervisor run`` with everything on (modem
+tasks, heartbeat and its policy routing, the guardian), waits until both
+modems are connected and a heartbeat was acknowledged, then measures over a
+quiet window (default 60 s) the CPU time every thread of the daemon used and
+its memory (VmRSS, VmHWM). Needs root.
 
     python bench/idle_cpu.py [--seconds 60] [--json]
 
-The emulators run in this process, so their CPU is not counted.
+The emulators and IonMesh run in this process, so their CPU is not counted.
 """
 
 from __future__ import annotations
@@ -20,22 +23,20 @@ import tempfile
 import time
 from pathlib import Path
 
+from remsim_supervisor.lab.ionmesh_server import IonMeshServer
+from remsim_supervisor.lab.network import IONMESH, LabNetwork, call_in_netns
 from remsim_supervisor.lab.rig import Rig
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time of every thread of ``pid``, in seconds, at nanosecond resolution.
+    """User and system time of the whole process, threads that already ended included.
 
-    /proc/PID/stat counts in clock ticks (10 ms), too coarse for an idle
-    daemon; schedstat's first field is the time each thread ran, in ns.
+    /proc/PID/stat counts in clock ticks (10 ms); per-thread schedstat is
+    finer but forgets the short-lived worker threads (HTTP, netlink) that
+    ended inside the window, so the process-wide counters are the honest ones.
     """
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass  # a thread that ended meanwhile
-    return total / 1e9
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def thread_count(pid: int) -> int:
@@ -57,30 +58,37 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp, Rig(Path(tmp) / "rig") as rig:
-        rig.plug("modem1")
-        rig.plug("modem2")
-        daemon = rig.start_daemon()
-        rig.wait_for(lambda s: all(m["state"] == "registered" for m in s["modems"]), 60,
-                     "both modems registered")
-        time.sleep(2.0)  # let start-up work settle
-        cpu0, t0 = cpu_seconds(daemon.pid), time.monotonic()
-        commands0 = sum(len(rig.emulator(n).commands) for n in ("modem1", "modem2"))
-        time.sleep(args.seconds)
-        cpu1, t1 = cpu_seconds(daemon.pid), time.monotonic()
-        commands1 = sum(len(rig.emulator(n).commands) for n in ("modem1", "modem2"))
-        mem = memory_kb(daemon.pid)
+    with tempfile.TemporaryDirectory() as tmp, LabNetwork("rsbench") as net:
+        ionmesh = call_in_netns(net.cloud, IonMeshServer, host=IONMESH, port=5000,
+                                heartbeat_interval=60)
+        ionmesh.start()
+        with Rig.for_lab(Path(tmp) / "rig", f"http://{IONMESH}:5000") as rig:
+            daemon = rig.start_daemon(netns=net.router)
+            rig.wait_for(lambda s: all(m["state"] == "connected" for m in s["modems"])
+                         and s["heartbeat"]["acked"] >= 1, 60, "both connected, one heartbeat")
+            time.sleep(2.0)  # let start-up work settle
+            cpu0, t0 = cpu_seconds(daemon.pid), time.monotonic()
+            commands0 = sum(len(rig.emulator(n).commands) for n in ("modem1", "modem2"))
+            beats0 = len(ionmesh.heartbeats("rig-router"))
+            time.sleep(args.seconds)
+            cpu1, t1 = cpu_seconds(daemon.pid), time.monotonic()
+            commands1 = sum(len(rig.emulator(n).commands) for n in ("modem1", "modem2"))
+            beats1 = len(ionmesh.heartbeats("rig-router"))
+            mem = memory_kb(daemon.pid)
+            threads = thread_count(daemon.pid)
+            assert rig.stop_daemon() == 0
+        ionmesh.stop()
         result = {
             "window_s": round(t1 - t0, 1),
             "cpu_s": round(cpu1 - cpu0, 4),
             "cpu_percent": round(100.0 * (cpu1 - cpu0) / (t1 - t0), 4),
-            "threads": thread_count(daemon.pid),
+            "threads": threads,
+            "heartbeats_in_window": beats1 - beats0,
             "at_commands_in_window": commands1 - commands0,
             "rss_kb": mem.get("VmRSS"),
             "peak_rss_kb": mem.get("VmHWM"),
             "python": sys.version.split()[0],
         }
-        assert rig.stop_daemon() == 0
     if args.json:
         print(json.dumps(result))
     else:
