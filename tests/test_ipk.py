@@ -80,6 +80,9 @@ THIRD_PARTY = {
 # Needed although no shipped module imports it by name.
 IMPLIED = {
     "python3-light": "the interpreter and the unsplit standard library (json, socket, syslog...)",
+    # Not a Python import: conntrack.py speaks the kernel's ctnetlink, which
+    # OpenWrt builds as a module of its own.
+    "kmod-nf-conntrack-netlink": "conntrack.py deletes the pinned hosts' entries over ctnetlink",
 }
 
 
