@@ -227,7 +227,7 @@ def event(config_path: str, cause: str) -> None:
                                  "power_cycle"]),
               help="Which recovery step.")
 @click.option("--timeout", type=float, default=None,
-              help="Seconds to wait for the modem to come back (default: the step's expected time).")
+              help="Seconds to wait for the modem to come back (default: the step's cost).")
 @click.pass_obj
 def modem_reset(name: str, config_path: str, level: str, timeout: float | None) -> None:
     """One recovery step now; exit 0 if the modem came back (registered again)."""

@@ -49,6 +49,7 @@ from types import ModuleType, TracebackType
 from typing import Any, NamedTuple, Protocol, Self
 
 from .config import GpioSpec
+from .transport import pid_alive
 
 __all__ = [
     "BACKENDS",
@@ -642,7 +643,7 @@ class SimGpio:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
                 pid, holder = self._owner(path)
-                if pid is not None and _alive(pid):
+                if pid is not None and pid_alive(pid):
                     raise GpioError(f"sim:{line} is busy: held by consumer '{holder}'"
                                     f" (pid {pid})") from None
                 path.unlink(missing_ok=True)  # left by a process that died
@@ -664,16 +665,6 @@ class SimGpio:
             return int(pid_text), holder
         except (OSError, ValueError):
             return None, ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _parse_event(text: str) -> SimEvent | None:

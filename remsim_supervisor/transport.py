@@ -62,7 +62,8 @@ class AtTimeout(Exception):
     """No final result code arrived within the command's timeout."""
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Is a process with this pid alive (also when it is another user's)?"""
     if pid <= 0:
         return False
     try:
@@ -106,7 +107,7 @@ class UucpLock:
             # Binary (old-style) or garbage lock: treat it as held by somebody
             # we cannot name, rather than deleting another program's lock.
             return -1
-        return pid if _pid_alive(pid) else None
+        return pid if pid_alive(pid) else None
 
     def acquire(self) -> None:
         owner = self.owner()
