@@ -44,7 +44,7 @@ from remsim_supervisor.heartbeat import STATE_DIR, HeartbeatService, ModemView
 from remsim_supervisor.modem.lines import ModemLines, is_remote, open_modem_lines, sim_level
 from remsim_supervisor.modem.runner import ModemRunner, RunnerSettings
 from remsim_supervisor.netlink import LinkMonitor
-from remsim_supervisor.transport import DEFAULT_LOCK_DIR, AtTimeout, PortError
+from remsim_supervisor.transport import DEFAULT_LOCK_DIR, AtTimeout, PortError, in_daemon_thread
 
 log = logging.getLogger("remsim_supervisor.daemon")
 
@@ -76,6 +76,7 @@ class Daemon:
         self.runners: dict[str, ModemRunner] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.lines: dict[str, ModemLines] = {}
+        self._side_tasks: set[asyncio.Future[Any]] = set()
         self.dynamic_pins: dict[str, str] = {}  # "bankd"/"server" -> host, from osmo-remsim
         self.sims: Any = None
         self._sims_task: asyncio.Task[None] | None = None
@@ -101,7 +102,7 @@ class Daemon:
         await self._start_control()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
         try:
             self.links.start()
         except OSError as exc:
@@ -171,10 +172,28 @@ class Daemon:
         self.lines[modem.name] = open_modem_lines(modem)
         runner = ModemRunner(modem, self.discovery, self.settings)
         runner.link_state = dict(self.links.links)
+        if modem.interface and not modem.device:
+            self._spawn(self._ask_netifd(runner))
         self.runners[modem.name] = runner
         self.tasks[modem.name] = asyncio.create_task(
             self._guard(runner), name=f"modem {modem.name}"
         )
+
+    def _spawn(self, coro: Any) -> None:
+        """A short task of the daemon's own, kept referenced until it ends."""
+        task = asyncio.ensure_future(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _ask_netifd(self, runner: ModemRunner) -> None:
+        from remsim_supervisor.netifd import l3_device, ubus_command
+
+        if runner.cfg.interface is None or ubus_command() is None:
+            return
+        device = await in_daemon_thread(l3_device, runner.cfg.interface)
+        if device:
+            runner.set_l3_device(device)
+            self.heartbeat.links_changed()
 
     async def _guard(self, runner: ModemRunner) -> None:
         """Run a modem task; a bug in it is logged and the task restarted, not the daemon."""
@@ -476,6 +495,14 @@ class Daemon:
             request.get("subsystem"),
             " ".join(f"{k}={v}" for k, v in sorted(env.items()) if isinstance(v, str)),
         )
+        if request.get("subsystem") == "iface" and isinstance(env.get("INTERFACE"), str):
+            # netifd's hotplug carries the logical interface and its device.
+            action = env.get("ACTION")
+            device = env.get("DEVICE") if action in ("ifup", "ifupdate") else None
+            for runner in self.runners.values():
+                if runner.cfg.interface == env["INTERFACE"] and (device or action == "ifdown"):
+                    runner.set_l3_device(device if isinstance(device, str) else None)
+            self.heartbeat.links_changed()
         for runner in self.runners.values():
             runner.hotplug()
         return {"ok": True}

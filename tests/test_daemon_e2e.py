@@ -252,3 +252,33 @@ def test_modem_reset_on_demand_by_at_and_by_the_reset_line(rig: Rig) -> None:
     unknown = cli(rig, "modem", "modem9", "reset", "-c", str(rig.config_path))
     assert unknown.returncode == 1 and "no modem named 'modem9'" in unknown.stderr
     assert rig.stop_daemon() == 0
+
+
+def test_data_device_from_netifd_then_from_iface_hotplug(rig: Rig, tmp_path: Path) -> None:
+    ubus = tmp_path / "ubus"
+    ubus.write_text('#!/bin/sh\n[ "$1 $2 $3" = "call network.interface.iotwan status" ] || exit 4\n'
+                    'echo \'{"up": true, "l3_device": "wwan_iot", "device": "wwan0"}\'\n')
+    ubus.chmod(0o755)
+    rig.modems["modem2"].options["interface"] = "iotwan"
+    rig.write_config()
+    rig.plug("modem1")
+    rig.plug("modem2")
+    rig.start_daemon(env={"REMSIM_SUPERVISOR_UBUS": str(ubus)})
+    rig.wait_for(lambda s: rig.modem_status("modem2", s)["device"] == "wwan_iot", 20,
+                 "the l3 device from ubus")
+
+    def iface(action: str, device: str) -> None:
+        env = {**rig.environment(), "ACTION": action, "INTERFACE": "iotwan", "DEVICE": device}
+        done = subprocess.run([sys.executable, "-m", "remsim_supervisor", "hotplug", "iface",
+                               "-c", str(rig.config_path)], env=env, timeout=30)
+        assert done.returncode == 0
+
+    iface("ifup", "wwan9")
+    rig.wait_for(lambda s: rig.modem_status("modem2", s)["device"] == "wwan9", 10, "ifup's device")
+    iface("ifdown", "wwan9")
+    # Down: back to what the modem's USB device shows (the FM350's RNDIS net interface).
+    status = rig.wait_for(lambda s: rig.modem_status("modem2", s)["device"] != "wwan9", 10,
+                          "the device after ifdown")
+    assert rig.modem_status("modem2", status)["device"] == "usb0"
+    assert rig.status()["events"]["hotplug"] == 2
+    assert rig.stop_daemon() == 0

@@ -87,6 +87,7 @@ class ModemRunner:
         self.since = time.monotonic()
         self.log = logging.getLogger(f"remsim_supervisor.modem.{cfg.name}")
         self.link_state: dict[str, bool] = {}
+        self.l3_device: str | None = None  # netifd's, for cfg.interface
         self._wake = asyncio.Event()
         self._reprobe = False
         self._refresh_sim = False
@@ -101,9 +102,16 @@ class ModemRunner:
 
     @property
     def data_device(self) -> str | None:
-        """The Linux network device that carries this modem's data."""
+        """The Linux network device that carries this modem's data.
+
+        ``option device``, else netifd's layer-3 device of ``interface`` (as
+        ubus or an iface hotplug event told it), else the network interface
+        the modem's USB device has, else ``interface`` itself.
+        """
         if self.cfg.device:
             return self.cfg.device
+        if self.l3_device:
+            return self.l3_device
         if self.found is not None and self.found.net_ifaces:
             return self.found.net_ifaces[0]
         return self.cfg.interface
@@ -139,6 +147,17 @@ class ModemRunner:
             elif isinstance(action, m.RefreshRegistration):
                 self._refresh_net = True
                 self._wake.set()
+
+    def set_l3_device(self, device: str | None) -> None:
+        """netifd says which device carries ``interface`` (None: it went down)."""
+        if device == self.l3_device:
+            return
+        self.l3_device = device
+        self.log.info("%s (%s): interface %s is on device %s", self.name, self.cfg.role,
+                      self.cfg.interface, device or "none")
+        up = self.link_state.get(device) if device else None
+        if up is not None and self.facts.link_up != up:
+            self.apply(m.LinkChanged(up))
 
     def link_changed(self, name: str, up: bool) -> None:
         self.link_state[name] = up
