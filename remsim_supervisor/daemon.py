@@ -41,7 +41,14 @@ from remsim_supervisor.config import Config, ConfigError, ModemConfig, load
 from remsim_supervisor.discovery import Discovery
 from remsim_supervisor.gpio import pulse
 from remsim_supervisor.heartbeat import STATE_DIR, HeartbeatService, ModemView
-from remsim_supervisor.modem.lines import ModemLines, is_remote, open_modem_lines, sim_level
+from remsim_supervisor.modem.lines import (
+    ModemLines,
+    fill_missing,
+    is_remote,
+    missing_lines,
+    open_modem_lines,
+    sim_level,
+)
 from remsim_supervisor.modem.runner import ModemRunner, RunnerSettings
 from remsim_supervisor.netlink import LinkMonitor
 from remsim_supervisor.transport import DEFAULT_LOCK_DIR, AtTimeout, PortError, in_daemon_thread
@@ -170,6 +177,8 @@ class Daemon:
         if old_lines is not None:
             old_lines.release()
         self.lines[modem.name] = open_modem_lines(modem)
+        if missing_lines(modem, self.lines[modem.name]):
+            self._spawn(self._retry_lines(modem))
         runner = ModemRunner(modem, self.discovery, self.settings)
         runner.link_state = dict(self.links.links)
         if modem.interface and not modem.device:
@@ -178,6 +187,23 @@ class Daemon:
         self.tasks[modem.name] = asyncio.create_task(
             self._guard(runner), name=f"modem {modem.name}"
         )
+
+    async def _retry_lines(self, modem: ModemConfig, every_s: float = 2.0,
+                           for_s: float = 30.0) -> None:
+        """A line another program held a moment ago (the no-daemon event worker
+        finishing a switch, say): try again for a while before doing without."""
+        lines = self.lines.get(modem.name)
+        deadline = time.monotonic() + for_s
+        while lines is not None and time.monotonic() < deadline:
+            await asyncio.sleep(every_s)
+            if self.lines.get(modem.name) is not lines:
+                return  # the modem was restarted by a reload: its own task retries
+            if not fill_missing(modem, lines):
+                return
+        if lines is not None and missing_lines(modem, lines):
+            log.error("%s (%s): running without %s: check the lines (see above) and reload",
+                      modem.name, modem.role, ", ".join(f"{w}_gpio" for w in
+                                                        missing_lines(modem, lines)))
 
     def _spawn(self, coro: Any) -> None:
         """A short task of the daemon's own, kept referenced until it ends."""

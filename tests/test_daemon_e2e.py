@@ -282,3 +282,20 @@ def test_data_device_from_netifd_then_from_iface_hotplug(rig: Rig, tmp_path: Pat
     assert rig.modem_status("modem2", status)["device"] == "usb0"
     assert rig.status()["events"]["hotplug"] == 2
     assert rig.stop_daemon() == 0
+
+
+def test_a_line_held_at_start_is_taken_once_it_is_free(rig: Rig) -> None:
+    rig.plug("modem1")
+    rig.plug("modem2")
+    rig.gpio.claim(rig.modems["modem1"].sim_line, "remsim-event worker")
+    try:
+        rig.start_daemon()
+        status = rig.wait_state("modem1", "registered", 30)
+        assert status["sim"]["slot"] is None  # no line, no SIM side to tell
+        assert "modem1 (primary): sim_gpio not available" in rig.log()
+    finally:
+        rig.gpio.unclaim(rig.modems["modem1"].sim_line)
+    status = rig.wait_for(lambda s: rig.modem_status("modem1", s)["sim"]["slot"] is not None, 10,
+                          "the SIM line taken after all")
+    assert "sim_gpio sim:modem1_sim is available now" in rig.log()
+    assert rig.stop_daemon() == 0

@@ -63,7 +63,12 @@ class ModemLines:
 
 
 def _open(
-    cfg: ModemConfig, what: str, spec: GpioSpec | None, active_low: bool, initial: bool | None
+    cfg: ModemConfig,
+    what: str,
+    spec: GpioSpec | None,
+    active_low: bool,
+    initial: bool | None,
+    quiet: bool = False,
 ) -> Line | None:
     if spec is None:
         return None
@@ -72,17 +77,40 @@ def _open(
             spec, active_low=active_low, initial=initial, consumer=f"remsim-supervisor {cfg.name}"
         )
     except GpioError as exc:
-        log.error("%s (%s): %s_gpio not available: %s", cfg.name, cfg.role, what, exc)
+        if not quiet:
+            log.error("%s (%s): %s_gpio not available: %s", cfg.name, cfg.role, what, exc)
         return None
 
 
-def open_modem_lines(cfg: ModemConfig) -> ModemLines:
+def _wanted(cfg: ModemConfig) -> dict[str, tuple[GpioSpec | None, bool, bool | None]]:
     sim_initial = sim_level(cfg, remote=False) if cfg.role == "iot" else None
-    lines = ModemLines(
-        sim=_open(cfg, "sim", cfg.sim_gpio, cfg.sim_active_low, sim_initial),
-        reset=_open(cfg, "reset", cfg.reset_gpio, cfg.reset_active_low, False),
-        power=_open(cfg, "power", cfg.power_gpio, cfg.power_active_low, True),
-    )
+    return {
+        "sim": (cfg.sim_gpio, cfg.sim_active_low, sim_initial),
+        "reset": (cfg.reset_gpio, cfg.reset_active_low, False),
+        "power": (cfg.power_gpio, cfg.power_active_low, True),
+    }
+
+
+def missing_lines(cfg: ModemConfig, lines: ModemLines) -> list[str]:
+    """The configured lines the daemon could not get (busy, not there yet)."""
+    return [what for what, (spec, _low, _init) in _wanted(cfg).items()
+            if spec is not None and getattr(lines, what) is None]
+
+
+def fill_missing(cfg: ModemConfig, lines: ModemLines) -> list[str]:
+    """Try the missing lines again (another program held one a moment ago); what is missing."""
+    for what in missing_lines(cfg, lines):
+        spec, active_low, initial = _wanted(cfg)[what]
+        line = _open(cfg, what, spec, active_low, initial, quiet=True)
+        if line is not None:
+            setattr(lines, what, line)
+            log.info("%s (%s): %s_gpio %s is available now", cfg.name, cfg.role, what, spec)
+    return missing_lines(cfg, lines)
+
+
+def open_modem_lines(cfg: ModemConfig) -> ModemLines:
+    lines = ModemLines(**{what: _open(cfg, what, spec, low, initial)
+                          for what, (spec, low, initial) in _wanted(cfg).items()})
     if lines.sim is not None and cfg.role == "iot":
         log.info("%s (iot): SIM line %s held on the local SIM", cfg.name, cfg.sim_gpio)
     return lines
