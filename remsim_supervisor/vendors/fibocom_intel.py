@@ -19,7 +19,7 @@ appear; only one carries data (OpenWrt scripts pick it by MAC
 The dual-modem design calls its IoT modem "Fibocom 850L" with id 2cb7:01a0.
 Public sources do not confirm that: ModemManager assigns 2cb7:01a0 to the
 Fibocom NL668-AM (Qualcomm; AT on if 2, second AT on if 3, if 4 ignored). As
-the brief asks, the id is treated like the L850 MBIM layout, and both
+MODEMS.md asks, the id is treated like the L850 MBIM layout, and both
 readings agree on AT if 2 and never-open if 4, but the composition is marked
 for probing (if 2, then 3, then 6) and ``identify()`` on the modem's own
 answer has the last word. The configuration can add further ids
