@@ -356,39 +356,32 @@ def _merge_registration(
     return tuple(sorted((*kept, new), key=lambda r: r.kind))
 
 
+def _without_port(f: ModemFacts, reason: str) -> ModemFacts:
+    """No port: everything learnt over it is stale, but what the modem is
+    stays known while it is away (status shows it)."""
+    return replace(
+        ModemFacts(),
+        reason=reason,
+        link_up=f.link_up,
+        state=f.state,
+        changes=f.changes,
+        profile=f.profile,
+        manufacturer=f.manufacturer,
+        model_name=f.model_name,
+        revision=f.revision,
+        imei=f.imei,
+    )
+
+
 def step(f: ModemFacts, event: Event) -> tuple[ModemFacts, list[Action]]:
     """Apply one event; return the new facts and what the runner should do."""
     actions: list[Action] = []
     g = f
     if isinstance(event, NotFound):
-        # What the modem is stays known while it is away (status shows it).
-        g = replace(
-            ModemFacts(),
-            reason=event.reason,
-            link_up=f.link_up,
-            state=f.state,
-            changes=f.changes,
-            profile=f.profile,
-            manufacturer=f.manufacturer,
-            model_name=f.model_name,
-            revision=f.revision,
-            imei=f.imei,
-        )
+        g = _without_port(f, event.reason)
     elif isinstance(event, PortLost):
-        # Everything learnt over the port is stale once it is gone.
-        g = replace(
-            ModemFacts(),
-            reason=event.reason,
-            link_up=f.link_up,
-            state=f.state,
-            changes=f.changes,
-            profile=f.profile,
-            manufacturer=f.manufacturer,
-            model_name=f.model_name,
-            revision=f.revision,
-            imei=f.imei,
-            recovering=f.recovering,
-        )
+        # A recovery step in progress (a reset drops the port) stays on.
+        g = replace(_without_port(f, event.reason), recovering=f.recovering)
     elif isinstance(event, PortOpened):
         g = replace(
             f,
