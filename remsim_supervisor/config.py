@@ -252,7 +252,9 @@ class ModemConfig:
     power_active_low: bool = False
     sim_remote_value: int = 1
     reset_pulse_ms: int | None = None  # None: the model's own
-    line: int = 0  # of its 'config' line; 0 when the environment created it
+    # of its 'config' line, for messages only; 0 when the environment created it.
+    # Not compared: `uci commit` moves sections, and a moved section is the same modem.
+    line: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)

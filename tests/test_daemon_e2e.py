@@ -167,6 +167,16 @@ def test_broken_reload_keeps_running_state_and_good_reload_applies(rig: Rig) -> 
     assert answer["ok"] is False and "running state unchanged" in answer["error"]
     assert [m["state"] for m in rig.status()["modems"]] == ["registered", "registered"]
 
+    # As `uci commit` writes it: a blank first line moves every section, and an
+    # option outside the modem sections changes. No modem restarts for that.
+    rig.config_path.write_text("\n" + good.replace("option log_level 'debug'",
+                                                   "option log_level 'info'"))
+    answer = rig.request({"cmd": "reload"})
+    assert answer["ok"] is True, answer
+    assert "restarted: nothing" in answer["message"], answer
+    rig.config_path.write_text(good)
+    assert rig.request({"cmd": "reload"})["ok"] is True
+
     # SIGHUP, as procd's reload sends it, with a valid change to one modem.
     rig.config_path.write_text(good.replace("option usb_path '1-2'",
                                             "option usb_path '1-2'\n\toption interface 'wwan1'"))
