@@ -10,7 +10,7 @@ VENV_OWRT   := .venv/openwrt-24.10
 PYTEST_ARGS ?=
 .DEFAULT_GOAL := test
 
-.PHONY: test test-newest test-openwrt venvs bootstrap demo ipk lint bench clean
+.PHONY: test test-newest test-openwrt venvs bootstrap demo ipk lint bench fuzz clean
 
 demo: bootstrap $(VENV_NEWEST)/.stamp
 	$(VENV_NEWEST)/bin/python -m remsim_supervisor.lab.demo
@@ -59,6 +59,12 @@ ipk:
 
 bench: bootstrap $(VENV_NEWEST)/.stamp
 	$(VENV_NEWEST)/bin/python bench/idle_cpu.py
+
+# The suite's fuzz tests (marked `fuzz`), each with FUZZ_SCALE times its inputs.
+FUZZ_SCALE ?= 200
+fuzz: $(VENV_NEWEST)/.stamp
+	REMSIM_FUZZ_SCALE=$(FUZZ_SCALE) $(VENV_NEWEST)/bin/python -m pytest -p no:cacheprovider \
+		-m fuzz --timeout=0 -q --hypothesis-show-statistics $(PYTEST_ARGS)
 
 clean:
 	rm -rf .venv build dist *.egg-info
