@@ -10,13 +10,16 @@ VENV_OWRT   := .venv/openwrt-24.10
 PYTEST_ARGS ?=
 .DEFAULT_GOAL := test
 
-.PHONY: test test-newest test-openwrt venvs bootstrap demo ipk lint bench fuzz clean
+.PHONY: test test-newest test-openwrt venvs bootstrap userland demo ipk lint bench fuzz clean
 
-demo: bootstrap $(VENV_NEWEST)/.stamp
+# The demo's last part runs the supervisor under OpenWrt's procd, with the
+# OpenWrt 24.10 libraries as the router's python3.
+demo: bootstrap userland $(VENV_NEWEST)/.stamp $(VENV_OWRT)/.stamp
 	$(VENV_NEWEST)/bin/python -m remsim_supervisor.lab.demo
 
 # Both library sets at once, one per core; each log is printed whole at the end.
-test: bootstrap
+# The router tests (OpenWrt's own programs) run under the last set only.
+test: bootstrap userland
 	$(MAKE) --no-print-directory -j2 venvs
 	sh scripts/run-suites.sh $(VENV_NEWEST) $(VENV_OWRT) -- $(PYTEST_ARGS)
 
@@ -30,6 +33,11 @@ test-openwrt: $(VENV_OWRT)/.stamp
 
 bootstrap:
 	@sh scripts/bootstrap-host.sh
+
+# OpenWrt's userland (procd, ubusd, logd, uci, opkg, ...) from the kit in
+# ../shared, into .venv/openwrt-userland; rebuilt only when the kit changes.
+userland:
+	@sh scripts/build-openwrt.sh
 
 venvs: $(VENV_NEWEST)/.stamp $(VENV_OWRT)/.stamp
 
@@ -61,7 +69,7 @@ bench: bootstrap $(VENV_NEWEST)/.stamp
 	$(VENV_NEWEST)/bin/python bench/idle_cpu.py
 
 # The suite's fuzz tests (marked `fuzz`), each with FUZZ_SCALE times its inputs.
-FUZZ_SCALE ?= 200
+FUZZ_SCALE ?= 150
 fuzz: $(VENV_NEWEST)/.stamp
 	REMSIM_FUZZ_SCALE=$(FUZZ_SCALE) $(VENV_NEWEST)/bin/python -m pytest -p no:cacheprovider \
 		-m fuzz --timeout=0 -q --hypothesis-show-statistics $(PYTEST_ARGS)

@@ -10,7 +10,10 @@ libraries, so this module parses the file syntax itself, following libuci's
   ``@TYPE[INDEX]``, the form ``uci get`` accepts); ``option NAME 'VALUE'``
   sets a value, ``list NAME 'VALUE'`` adds one to a list; ``package NAME``
   is accepted and ignored. Like libuci, ``c``/``o``/``l``/``p`` abbreviate
-  the keywords and an unquoted ``;`` ends a command.
+  the keywords and an unquoted ``;`` ends a command, with libuci's in-place
+  quirks: right after an unquoted value it ends the line too (the rest is
+  ignored); after a quoted one another command must follow on the line; where
+  an argument starts it is an empty argument.
 * A value is unquoted, ``'single'`` or ``"double"`` quoted, and adjacent
   parts concatenate (``'a'"b"c`` is ``abc``). Outside single quotes a
   backslash takes the next character literally, and a backslash at the end
@@ -24,10 +27,12 @@ libraries, so this module parses the file syntax itself, following libuci's
 Merging follows libuci: ``option`` replaces an earlier value of the same
 name (the replaced lines stay in :attr:`UciOption.replaced`, so a caller can
 call the duplicate a mistake), ``list`` after ``option`` turns the value
-into a list, ``option`` after ``list`` replaces the list. libuci *deletes*
-an option set to ``''``; here it is kept with an empty value so that its
-name and line can still be checked: read ``''`` as "not set". Two sections
-with the same name stay two sections here, where libuci would merge them:
+into a list, ``option`` after ``list`` replaces the list. An empty
+``option`` (``''`` or no value) sets nothing in libuci while it reads a file:
+after a value of that name it is ignored here too; with none before, it is
+kept with an empty value so that its name and line can still be checked:
+read ``''`` as "not set". Two sections with the same name stay two sections
+here, where libuci would merge them (or refuse the file, for another type):
 the caller decides (the configuration calls it a mistake).
 
 Syntax errors never stop the parse: each becomes a :class:`UciSyntaxProblem`
@@ -134,7 +139,7 @@ class _Scanner:
         self.text = text
         self.pos = 0
         self.line = 1
-        self.ended = False  # the current command is over (end of line, ';' or '#')
+        self.ended = False  # the rest of the line is gone (its end, a '#', or a cut ';')
         self._line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
 
     def peek(self, ahead: int = 0) -> str:
@@ -180,9 +185,11 @@ class _Scanner:
         return c
 
     def word(self) -> str:
-        """The command keyword: everything up to the next whitespace (libuci strtok)."""
+        """The command keyword: up to the next space or tab (libuci's strtok), or the line's end.
+
+        Any other whitespace stays in the word, which then names no command."""
         start = self.pos
-        while self.peek() != "" and self.peek() not in _SPACE:
+        while self.peek() not in ("", " ", "\t", "\n"):
             self.pos += 1
         return self.text[start:self.pos]
 
@@ -196,14 +203,19 @@ class _Scanner:
             self.ended = True
             return None
         if c == ";":
+            # libuci: an argument that starts with ';' is empty, and the command goes on
             self.pos += 1
-            self.ended = True
-            return None
+            return "", self.line
         line = self.line
         out: list[str] = []
+        # libuci parses in place, writing the argument over its own text: ``lag``
+        # counts the quotes and backslashes dropped so far, and decides what an
+        # unquoted ';' does (see below)
+        lag = 0
         while True:
             c = self.peek()
             if c == "'":
+                lag += 2
                 opened = self.line
                 self.pos += 1
                 while True:
@@ -215,6 +227,7 @@ class _Scanner:
                         break
                     out.append(q)
             elif c == '"':
+                lag += 2
                 opened = self.line
                 self.pos += 1
                 while True:
@@ -222,6 +235,7 @@ class _Scanner:
                     if q == "":
                         raise _Unterminated(opened, '"')
                     if q == "\\":
+                        lag += 1
                         escaped = self._backslash()
                         if escaped is not None:
                             out.append(escaped)
@@ -236,10 +250,15 @@ class _Scanner:
                 self.ended = True
                 break
             elif c == ";":
-                self.pos += 1
-                self.ended = True
+                if lag == 0:
+                    # libuci ends the argument by writing over the ';': the rest of
+                    # the line is lost
+                    self.skip_to_eol()
+                    self.ended = True
+                # else the ';' stays, and the next argument starts with it
                 break
             elif c == "\\":
+                lag += 1
                 escaped = self._backslash()
                 if escaped is not None:
                     out.append(escaped)
@@ -251,6 +270,11 @@ class _Scanner:
             # libuci's do-while: a token ends at whitespace, also right after a continuation
             if self.peek() == "" or self.peek() in _SPACE:
                 break
+        # libuci steps over the one whitespace character that ended the argument
+        if self.peek() in ("", "\n"):
+            self.ended = True
+        elif self.peek() in _SPACE and not self.ended:
+            self.pos += 1
         return "".join(out), line
 
 
@@ -261,20 +285,42 @@ def parse(text: str) -> tuple[list[UciSection], list[UciSyntaxProblem]]:
     per_type: dict[str, int] = {}
     current: UciSection | None = None
     broken_section = False  # after a bad 'config' line, skip its options quietly
+    continuing = False  # the last command ended at a ';' with more of its line to read
     s = _Scanner(text)
 
     while True:
         s.ended = False
-        s.skip_inline_space()
-        c = s.peek()
-        if c == "":
-            break
-        if c == "\n":
-            s.advance()
-            continue
-        if c == "#":
-            s.skip_to_eol()
-            continue
+        if continuing:
+            # libuci reads the next command of the line with strtok(" \t"): only
+            # spaces and tabs are skipped, so nothing but the line's end after a
+            # ';' is a command it cannot name
+            continuing = False
+            while s.peek() in (" ", "\t"):
+                s.pos += 1
+            c = s.peek()
+            if c == "":
+                break
+            if c == "#":
+                s.skip_to_eol()
+                continue
+            if c in _SPACE:
+                problems.append(UciSyntaxProblem(s.line, "nothing after ';': remove the ';' "
+                                                         "at the end of the line"))
+                if current is not None:
+                    current.damaged = True
+                s.goto_line_after(s.line)
+                continue
+        else:
+            s.skip_inline_space()
+            c = s.peek()
+            if c == "":
+                break
+            if c == "\n":
+                s.advance()
+                continue
+            if c == "#":
+                s.skip_to_eol()
+                continue
         start_line = s.line
         keyword_text = s.word()
         keyword = _KEYWORDS.get(keyword_text)
@@ -309,9 +355,8 @@ def parse(text: str) -> tuple[list[UciSection], list[UciSyntaxProblem]]:
                 current.damaged = True
             s.goto_line_after(e.line if e.resume_after is None else e.resume_after)
             continue
-        # another command may follow a ';' on the same line; else the line must be done
-        if not s.ended:
-            s.skip_inline_space()
+        # another command may follow a ';' on the same line
+        continuing = not s.ended
     return sections, problems
 
 
@@ -372,15 +417,24 @@ def _option(s: _Scanner, line: int, is_list: bool, section: UciSection | None,
     existing = section.options.get(name)
     if is_list:
         if existing is None or (not existing.is_list and existing.value == ""):
-            # an empty 'option' is no option at all in libuci: the list starts afresh
+            # an empty 'option' is no option at all in libuci: the list starts afresh,
+            # after the options set since
+            section.options.pop(name, None)
             section.options[name] = UciOption(name, [value], line, True, [value_line])
         else:
             # libuci turns an 'option' into a list whose first item is its value
             existing.is_list = True
             existing.values.append(value)
             existing.lines.append(value_line)
+    elif value == "" and existing is not None and (existing.is_list or existing.value != ""):
+        # libuci sets nothing for an empty 'option' while it reads a file: the
+        # earlier value, or list, stays
+        return
     else:
         replaced = [] if existing is None else existing.replaced + existing.lines
+        if existing is not None and not existing.is_list and existing.value == "":
+            # libuci never made the empty one: this one comes after the options set since
+            section.options.pop(name)
         section.options[name] = UciOption(name, [value], line, False, [value_line], replaced)
 
 

@@ -7,7 +7,8 @@ describes, and this script reads it from there so that the two cannot drift:
 - the files and their modes come from ``openwrt/remsim-supervisor/manifest``,
   which the feed Makefile installs from too;
 - name, release, license, section, ``DEPENDS``, the description, ``conffiles``
-  and the package's own ``postinst``/``prerm`` come from the feed Makefile;
+  and the package's own ``postinst``/``prerm``/``postrm`` come from the feed
+  Makefile;
 - the version is ``__version__`` of the Python package, plus ``-rRELEASE``.
 
 An ``.ipk`` is what opkg reads: a gzip'd tar (not an ``ar`` archive like a
@@ -16,7 +17,7 @@ at ``/``) and ``./control.tar.gz``. The control scripts are laid out as an
 OpenWrt SDK lays them out: ``postinst``/``prerm`` hand over to the router's
 ``default_postinst``/``default_prerm`` (which enable and start, and stop, every
 init script the package ships), and those run the package's own scripts,
-shipped as ``postinst-pkg``/``prerm-pkg``.
+shipped as ``postinst-pkg``/``prerm-pkg``; ``postrm`` is shipped as it is.
 
 The build is reproducible: every entry is owned by 0:0, entries are sorted,
 mtimes are ``SOURCE_DATE_EPOCH`` or else the time of the last git commit (or,
@@ -77,6 +78,7 @@ class FeedPackage:
     conffiles: tuple[str, ...]
     postinst: str
     prerm: str
+    postrm: str = ""
 
 
 # ---------------------------------------------------------------------------
@@ -196,6 +198,7 @@ def read_feed_package(makefile: Path = FEED_MAKEFILE) -> FeedPackage:
         conffiles=conffiles,
         postinst=_unescape_script("postinst", defines.get(f"Package/{name}/postinst", "")),
         prerm=_unescape_script("prerm", defines.get(f"Package/{name}/prerm", "")),
+        postrm=_unescape_script("postrm", defines.get(f"Package/{name}/postrm", "")),
     )
 
 
@@ -322,6 +325,9 @@ def control_tar(pkg: FeedPackage, entries: list[Entry], version: str, mtime: int
         files["postinst-pkg"] = (0o755, pkg.postinst)
     if pkg.prerm.strip():
         files["prerm-pkg"] = (0o755, pkg.prerm)
+    if pkg.postrm.strip():
+        # as an SDK ships it: as it is (no default_postrm wraps it)
+        files["postrm"] = (0o755, pkg.postrm)
     members: list[tuple[tarfile.TarInfo, bytes | None]] = [
         (_info("./", mtime, 0o755, kind=tarfile.DIRTYPE), None)]
     for name in sorted(files):

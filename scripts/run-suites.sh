@@ -4,6 +4,9 @@
 # after the other, and fails if either failed. The first set runs the
 # osmo-remsim event test's 50 rounds in full; the others 15 (that path uses
 # the standard library only; REMSIM_EVENT_ROUNDS, see tests/test_event.py).
+# The last set runs the router tests, which use OpenWrt's own programs and not
+# the set's libraries (REMSIM_ROUTER_TESTS=1, see tests/router.py); the others
+# skip them (REMSIM_ROUTER_TESTS=0).
 set -u
 [ $# -ge 1 ] || { echo "usage: $0 VENV [VENV...] [-- PYTEST_ARGS]" >&2; exit 2; }
 
@@ -14,9 +17,14 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do venvs="$venvs $1"; shift; done
 logdir=$(mktemp -d)
 pids=""
 rounds=50
+last=""
+for venv in $venvs; do last=$venv; done
 for venv in $venvs; do
 	name=$(basename "$venv")
-	REMSIM_EVENT_ROUNDS=$rounds "$venv/bin/python" -m pytest -p no:cacheprovider \
+	router=0
+	[ "$venv" = "$last" ] && router=1
+	REMSIM_EVENT_ROUNDS=$rounds REMSIM_ROUTER_TESTS=$router "$venv/bin/python" -m pytest \
+		-p no:cacheprovider \
 		--basetemp="$logdir/tmp-$name" "$@" >"$logdir/$name.log" 2>&1 &
 	pids="$pids $!:$name"
 	rounds=15

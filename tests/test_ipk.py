@@ -52,6 +52,7 @@ FIXED_FILES = {
     "/etc/hotplug.d/iface/90-remsim-supervisor": 0o644,
     "/etc/hotplug.d/usb/90-remsim-supervisor": 0o644,
     "/usr/libexec/remsim-supervisor/remsim-event": 0o755,
+    "/usr/share/rpcd/ucode/remsim-supervisor.uc": 0o644,
 }
 
 # The parts of the standard library that OpenWrt splits out of python3-light
@@ -148,10 +149,11 @@ def test_every_control_field(ipk: Ipk) -> None:
 def test_control_archive_holds_conffiles_and_the_scripts(ipk: Ipk) -> None:
     names = {name for name, m in ipk.control.items() if m.info.isfile()}
     assert names == {"./control", "./conffiles", "./postinst", "./prerm", "./postinst-pkg",
-                     "./prerm-pkg"}
+                     "./prerm-pkg", "./postrm"}
     modes = {name: ipk.control[name].info.mode for name in names}
     assert modes == {"./control": 0o644, "./conffiles": 0o644, "./postinst": 0o755,
-                     "./prerm": 0o755, "./postinst-pkg": 0o755, "./prerm-pkg": 0o755}
+                     "./prerm": 0o755, "./postinst-pkg": 0o755, "./prerm-pkg": 0o755,
+                     "./postrm": 0o755}
     assert ipk.control_text("conffiles") == "/etc/config/remsim-supervisor\n"
     # As an SDK lays them out: the router's default_postinst enables and starts every
     # init script the package ships, default_prerm stops it; both run the *-pkg scripts.
@@ -316,6 +318,43 @@ def test_postinst_compiles_and_prerm_removes_the_byte_code(ipk: Ipk, tmp_path: P
     assert (lib / "remsim_supervisor" / "cli.py").is_file()
 
 
+def own_directories() -> list[str]:
+    """The package's own directories: the topmost ones of the manifest named after it."""
+    tops = set()
+    for entry in build_ipk_module().read_manifest():
+        parts = entry.dest.strip("/").split("/")[:-1]
+        for i, part in enumerate(parts):
+            if part == PKG:
+                tops.add("/" + "/".join(parts[:i + 1]))
+                break
+    return sorted(tops)
+
+
+def test_postrm_removes_the_packages_own_directories_when_empty(ipk: Ipk, tmp_path: Path) -> None:
+    busybox = host_tool("busybox")
+    assert own_directories() == ["/usr/lib/remsim-supervisor", "/usr/libexec/remsim-supervisor"]
+    script = ipk.control_text("postrm")
+    loop = re.search(r"^for remsim_dir in (.*); do$", script, re.MULTILINE)
+    assert loop and loop[1].split() == own_directories()
+    root = tmp_path / "root"
+    (root / "etc" / "hotplug.d" / "usb").mkdir(parents=True)  # the system's: stays
+    for own in own_directories():
+        (root / own.lstrip("/") / "a" / "b").mkdir(parents=True)  # what opkg leaves
+    kept = root / "usr" / "lib" / "remsim-supervisor" / "mine"
+    kept.mkdir()
+    (kept / "notes").write_text("the user's\n")
+    (tmp_path / "postrm").write_text(script)
+    env = {"PATH": "/usr/bin:/bin", "IPKG_INSTROOT": str(root)}
+    subprocess.run([busybox, "ash", str(tmp_path / "postrm"), "remove"], env=env, check=True)
+    left = sorted("/" + p.relative_to(root).as_posix() for p in root.rglob("*"))
+    assert left == ["/etc", "/etc/hotplug.d", "/etc/hotplug.d/usb", "/usr", "/usr/lib",
+                    "/usr/lib/remsim-supervisor", "/usr/lib/remsim-supervisor/mine",
+                    "/usr/lib/remsim-supervisor/mine/notes", "/usr/libexec"]
+    # nothing there at all (removed before, or never installed): no error either
+    subprocess.run([busybox, "ash", str(tmp_path / "postrm"), "remove"],
+                   env={**env, "IPKG_INSTROOT": str(tmp_path / "empty")}, check=True)
+
+
 def test_postinst_restarts_the_service_after_an_upgrade_only(ipk: Ipk, tmp_path: Path) -> None:
     busybox = host_tool("busybox")
     host_tool("unshare")
@@ -393,6 +432,7 @@ def test_feed_scripts_and_conffiles_are_the_ipks(sdk_build: Path, ipk: Ipk) -> N
     # The SDK expands these defines once, as build_ipk.py does ($$ -> $).
     assert (dump / "postinst").read_text().strip() == ipk.control_text("postinst-pkg").strip()
     assert (dump / "prerm").read_text().strip() == ipk.control_text("prerm-pkg").strip()
+    assert (dump / "postrm").read_text().strip() == ipk.control_text("postrm").strip()
     assert (dump / "conffiles").read_text().split() == ipk.control_text("conffiles").split()
     assert "${IPKG_INSTROOT}" in ipk.control_text("postinst-pkg")
 

@@ -26,10 +26,10 @@ EXPECTED = {
     "files/etc/hotplug.d/iface/90-remsim-supervisor",
     "files/etc/hotplug.d/usb/90-remsim-supervisor",
     "files/usr/libexec/remsim-supervisor/remsim-event",
-    "tests/stubs/openwrt/etc/rc.common",
-    "tests/stubs/openwrt/lib/functions.sh",
-    "tests/stubs/openwrt/lib/functions/procd.sh",
     "scripts/bootstrap-host.sh",
+    "scripts/build-openwrt.sh",
+    "scripts/run-suites.sh",
+    "remsim_supervisor/lab/router_sandbox.sh",
 }
 
 

@@ -1,30 +1,36 @@
-"""Log lines reach syslog through the real stdlib syslog module, whole.
+"""Log lines reach OpenWrt's logd whole, and ``logread`` shows them with ident and pid.
 
-A child process calls ``remsim_supervisor.log.setup()`` and logs; libc's
-syslog(3) writes to ``/dev/log``, which in the child's private mount namespace
-is a datagram socket this test bound (this machine has no syslog daemon and
-keeps its /dev untouched). The datagram must carry the facility and priority,
-a timestamp, the ident with the pid, and the message in full: OpenWrt's logd
-(ubox log/syslog.c) strips 16 bytes when byte 15 after the priority is a
-space, which is harmless only because that is where the timestamp ends.
+In the router sandbox (tests/router.py) logd owns ``/dev/log``. A child
+process calls ``remsim_supervisor.log.setup()`` and logs through the stdlib
+syslog module (libc ``syslog(3)``); ``logread`` must show facility and
+priority, the ident with the child's pid, and the message in full: logd (ubox
+log/syslog.c) strips 16 bytes when byte 15 after the priority is a space,
+which is harmless only because that is where the timestamp ends, and it reads
+at most 1 kB per datagram, so a long message goes out as numbered parts. Then
+the daemon itself, installed with opkg and run by procd: its state-change
+lines in ``logread -e remsim-supervisor``.
 """
 
 from __future__ import annotations
 
-import os
+import json
 import re
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.stubs.support import host_tool, require_root
-
-DAEMON = 3  # LOG_DAEMON >> 3
-INFO, WARNING = 6, 4
+from remsim_supervisor import __version__
+from tests.router import (
+    SERVICE,
+    Router,
+    install_package,
+    log_lines,
+    router_sandbox,
+    start_daemon,
+    wait_for,
+    wait_for_log,
+)
+from tests.stubs.support import build_ipk
 
 CHILD = """
 import logging, os, sys
@@ -38,94 +44,77 @@ logging.getLogger("remsim_supervisor.grace").debug("not at level info")
 
 # byte 15 is a space, as logd checks it; past 1 kB; both ends recognisable
 MESSAGE = ("recovery rung 3 (radio off/on) on modem2 " + "x" * 1200 + " grace left 187 s END")
-LINE = re.compile(r"<(\d+)>([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) remsim-supervisor\[(\d+)\]: (.*)",
-                  re.DOTALL)
+# logread: "Fri Dec  4 17:36:24 2026 daemon.warn remsim-supervisor[262]: message"
+LINE = re.compile(r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4} "
+                  r"(\w+)\.(\w+) remsim-supervisor\[(\d+)\]: (.*)")
 
 
-@pytest.fixture
-def dev_log(tmp_path: Path) -> Iterator[tuple[Path, socket.socket]]:
-    """A directory whose `log` is a bound datagram socket, to be mounted as /dev."""
-    dev = tmp_path / "dev"
-    dev.mkdir()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(dev / "log"))
-    sock.settimeout(10)
-    try:
-        yield dev, sock
-    finally:
-        sock.close()
+@pytest.fixture(scope="module")
+def router() -> Iterator[Router]:
+    with router_sandbox() as r:
+        yield r
 
 
-def log_in_child(dev: Path) -> int:
-    """Run CHILD with `dev` as its /dev; return its pid."""
-    unshare = host_tool("unshare")
-    require_root()
-    script = 'mount --bind "$1" /dev && shift && exec "$@"'
-    result = subprocess.run(
-        [unshare, "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(dev),
-         sys.executable, "-c", CHILD, MESSAGE],
-        check=False, capture_output=True, text=True, timeout=60)
+def child_lines(router: Router) -> tuple[int, list[re.Match[str]]]:
+    """Run CHILD in the sandbox; its pid and its lines as logread shows them."""
+    result = router.run(["python3", "-c", CHILD, MESSAGE])
     assert result.returncode == 0, result.stderr
-    return int(result.stdout.strip())
+    pid = int(result.stdout.strip())
+    def of_child() -> list[re.Match[str]]:
+        return [m for m in map(LINE.fullmatch, router.logread().splitlines())
+                if m and int(m[3]) == pid]
+
+    wait_for(lambda: any("41 s of grace" in m[4] for m in of_child()))
+    return pid, of_child()
 
 
-def receive_parts(sock: socket.socket) -> list[str]:
-    """The datagrams of one long message: "[1/N] ..." up to "[N/N] ..."."""
-    first = sock.recv(65536).decode()
-    found = re.search(r"\[1/(\d+)\] ", first)
-    count = int(found[1]) if found else 1
-    return [first] + [sock.recv(65536).decode() for _ in range(count - 1)]
-
-
-def test_log_lines_arrive_with_ident_pid_priority_timestamp_and_in_full(
-        dev_log: tuple[Path, socket.socket]) -> None:
-    dev, sock = dev_log
+def test_log_lines_arrive_with_facility_priority_ident_pid_and_in_full(router: Router) -> None:
     assert MESSAGE[15] == " " and len(MESSAGE.encode()) > 1024
-    pid = log_in_child(dev)
-    parts = receive_parts(sock)
-    warning_raw = sock.recv(65536).decode()
-    sock.settimeout(0.2)
-    with pytest.raises(TimeoutError):  # the debug line stayed below the level
-        sock.recv(65536)
-
-    # musl's syslog(3) on the router cuts a datagram at 1024 bytes: a long
-    # line goes out as numbered parts, each whole, that join to the message.
-    assert len(parts) == 2
+    _pid, lines = child_lines(router)
+    assert [(m[1], m[2]) for m in lines] == [("daemon", "info")] * 2 + [("daemon", "warn")]
+    # musl's syslog(3) on the router cuts a datagram at 1024 bytes, logd reads
+    # at most that much: a long line goes out as numbered parts, each whole,
+    # that join to the message
+    parts = [m[4] for m in lines[:2]]
     bodies = []
-    for n, raw in enumerate(parts, 1):
-        assert len(raw.encode()) <= 1024
-        info = LINE.fullmatch(raw.rstrip("\n"))
-        assert info, raw[:200]
-        assert int(info[1]) == DAEMON * 8 + INFO == 30
-        assert int(info[3]) == pid
-        prefix = f"[{n}/{len(parts)}] "
-        assert info[4].startswith(prefix)
-        bodies.append(info[4][len(prefix):])
+    for n, part in enumerate(parts, 1):
+        prefix = f"[{n}/2] "
+        assert part.startswith(prefix), part[:80]
+        bodies.append(part[len(prefix):])
     assert "".join(bodies) == MESSAGE
-
-    warning = LINE.fullmatch(warning_raw.rstrip("\n"))
-    assert warning and int(warning[1]) == DAEMON * 8 + WARNING == 28
-    assert warning[4] == "path iot -> primary: 41 s of grace left"
-
-
-def test_logd_keeps_the_message_when_it_strips_the_timestamp(
-        dev_log: tuple[Path, socket.socket]) -> None:
-    dev, sock = dev_log
-    pid = log_in_child(dev)
-    parts = receive_parts(sock)
-    stored = []
-    for raw in parts:
-        # logd: drop "<PRI>", then 16 bytes if byte 15 is a space (ubox log/syslog.c)
-        buf = re.sub(r"^<\d+>", "", raw)
-        assert len(buf) > 16 and buf[15] == " "
-        stored.append(buf[16:].rstrip("\n"))
-    assert all(line.startswith(f"remsim-supervisor[{pid}]: [") for line in stored)
-    assert "".join(line.split(" ", 2)[2] for line in stored) == MESSAGE
+    assert lines[2][4] == "path iot -> primary: 41 s of grace left"
+    # the debug line stayed below the level
+    assert "not at level info" not in router.logread()
 
 
-def test_nothing_is_left_behind(dev_log: tuple[Path, socket.socket]) -> None:
-    dev, _sock = dev_log
-    log_in_child(dev)
-    assert not os.path.exists("/dev/log") or os.path.realpath("/dev/log") != str(dev / "log")
-    with open("/proc/self/mountinfo") as mounts:
-        assert str(dev) not in mounts.read()
+def test_logread_e_selects_the_lines_by_ident(router: Router) -> None:
+    pid, _lines = child_lines(router)
+    router.sh("logger -t other-daemon 'remsim supervisor mentioned, not its ident'")
+    selected = router.logread("-e", SERVICE).splitlines()
+    assert selected and all(f" {SERVICE}[" in line for line in selected)
+    assert any(f" {SERVICE}[{pid}]: path iot -> primary" in line for line in selected)
+
+
+def test_the_daemons_state_changes_in_logread(router: Router,
+                                              tmp_path_factory: pytest.TempPathFactory) -> None:
+    install_package(router, build_ipk(tmp_path_factory.mktemp("ipk")))
+    pid = start_daemon(router)
+    for priority, text in [
+            ("daemon.info",
+             f"remsim-supervisor {__version__} running: modem1 (primary), modem2 (iot)"),
+            ("daemon.warn", "modem1 (primary): absent: no modem at USB path 9-1"),
+            ("daemon.warn", "modem2 (iot): absent: no modem at USB path 9-2")]:
+        found = wait_for_log(router, text, pid)
+        assert found, (text, log_lines(router))
+        match = LINE.fullmatch(found[0])
+        assert match and f"{match[1]}.{match[2]}" == priority and int(match[3]) == pid
+        assert match[4] == text  # the whole message, nothing before or after it
+    # the heartbeat's failure, as long as a log line gets here: whole, with the
+    # error the status reports word for word
+    failure = wait_for_log(router, "heartbeat over main table failed", pid)
+    assert failure
+    error = json.loads(router.sh(f"{SERVICE} status --json").stdout)["heartbeat"]["last_error"]
+    match = LINE.fullmatch(failure[0])
+    assert match and match[2] == "warn"
+    assert re.fullmatch(rf"heartbeat over main table failed: {re.escape(error.split(': ', 1)[1])}"
+                        r" \(\d+ s of grace left\)", match[4]), (match[4], error)

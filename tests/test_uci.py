@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from remsim_supervisor import uci
+from tests.fuzzing import examples
 
 DATA = Path(__file__).parent / "data" / "config"
 
@@ -214,6 +216,39 @@ def test_invalid_type_and_package() -> None:
     assert "invalid section type" in problems[2].message
 
 
+# --- where libuci's in-place parsing shows (tests/test_uci_libuci.py holds the two equal) -----
+
+def test_an_empty_option_leaves_an_earlier_value_alone() -> None:
+    # libuci sets nothing for an empty option while reading a file
+    assert values("config t\n option a 'x'\n option a ''\n") == {"a": ["x"]}
+    assert values("config t\n list a 'x'\n option a\n") == {"a": ["x"]}
+    assert values("config t\n option a ''\n") == {"a": [""]}  # kept, to be reported
+
+
+def test_semicolon_right_after_an_unquoted_value_drops_the_rest_of_the_line() -> None:
+    assert values("config t\n o x a; o y b\n") == {"x": ["a"]}
+
+
+def test_semicolon_after_a_quoted_value_starts_another_command() -> None:
+    assert values("config t\n o x 'a'; o y b\n") == {"x": ["a"], "y": ["b"]}
+    sections, problems = uci.parse("config t\n o x 'a';\n o y b\n")
+    assert [p.line for p in problems] == [2]
+    assert "nothing after ';'" in problems[0].message
+    assert sections[0].options["y"].value == "b"
+    # at the very end of the file there is no line end to read as a command
+    assert uci.parse("config t\n o x 'a';")[1] == []
+
+
+def test_semicolon_at_the_start_of_an_argument_is_an_empty_argument() -> None:
+    _sections, problems = uci.parse("config t\n o 'x'; o y b\n")
+    assert [p.line for p in problems] == [2] and "too many values" in problems[0].message
+
+
+def test_only_spaces_and_tabs_end_a_keyword() -> None:
+    _sections, problems = uci.parse("config\rt\n")
+    assert len(problems) == 1 and "unknown keyword" in problems[0].message
+
+
 # --- hostile input ----------------------------------------------------------------------------
 
 UCI_ALPHABET = st.sampled_from(
@@ -221,7 +256,8 @@ UCI_ALPHABET = st.sampled_from(
      "\t", "\n", "\r\n", "modem", "a", "1", "-", "_", "\x00", "é"])
 
 
-@settings(max_examples=300, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=examples(1000), deadline=None)
 @given(st.text())
 def test_parse_never_raises_on_arbitrary_text(text: str) -> None:
     sections, problems = uci.parse(text)
@@ -230,7 +266,8 @@ def test_parse_never_raises_on_arbitrary_text(text: str) -> None:
     assert all(1 <= s.line <= lines for s in sections)
 
 
-@settings(max_examples=500, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=examples(500), deadline=None)
 @given(st.lists(UCI_ALPHABET, max_size=60).map("".join))
 def test_parse_never_raises_on_uci_like_text(text: str) -> None:
     sections, problems = uci.parse(text)
@@ -245,7 +282,8 @@ def test_parse_never_raises_on_uci_like_text(text: str) -> None:
 NAMES = st.from_regex(r"[A-Za-z0-9_]{1,8}", fullmatch=True)
 
 
-@settings(max_examples=200, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.tuples(
     st.sampled_from(["modem", "routing", "x-y.z"]), st.none() | NAMES,
     st.dictionaries(NAMES, st.lists(st.text(), min_size=1, max_size=3), max_size=4)),

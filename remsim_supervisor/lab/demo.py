@@ -12,7 +12,14 @@ back, and its SIM is pulled. After each step the demo prints the daemon's
 log lines and ``status``; at the end, the longest time IonMesh went without
 a heartbeat, against the 300 s grace period.
 
-Needs root (network namespaces) and iproute2 and nftables, as ``make test``.
+Last, the package on OpenWrt's own userland (:mod:`remsim_supervisor.lab.router`):
+``make ipk``'s package installed with opkg in a router sandbox, the daemon run
+by procd (its modems absent there), a configuration change applied with
+``uci commit`` and the event ``reload_config`` sends, and what a router owner
+sees: ``ubus call service list`` and ``logread -e remsim-supervisor``.
+
+Needs root (network namespaces), iproute2 and nftables, and OpenWrt's
+userland built (``make userland``), as ``make test``.
 """
 
 from __future__ import annotations
@@ -70,9 +77,53 @@ def main() -> int:
         )
         ionmesh.start()
         try:
-            return run(Path(tmp), net, ionmesh)
+            code = run(Path(tmp), net, ionmesh)
         finally:
             ionmesh.stop()
+    return on_openwrt() or code
+
+
+def on_openwrt() -> int:
+    """The package under OpenWrt's opkg, procd, uci and logd; 0 when all went as it should."""
+    from remsim_supervisor.lab import router as owrt
+
+    print("\n== on OpenWrt's own userland: opkg installs the package, procd runs it")
+    try:
+        with tempfile.TemporaryDirectory(prefix="remsim-demo-ipk-") as tmp, \
+                owrt.RouterSandbox() as box:
+            ipk, depends = owrt.build_package(Path(tmp))
+            print(f"   $ opkg install {ipk.name}")
+            for line in owrt.install_package(box, ipk, depends).splitlines():
+                if line.strip():
+                    print(f"   | {line}")
+            pid = owrt.start_daemon(box)
+            print(f"   (config: modems configured but absent, IonMesh unreachable; "
+                  f"/etc/init.d/{owrt.SERVICE} restart -> pid {pid})")
+            owrt.wait_for(lambda: "heartbeat over" in box.logread("-e", owrt.SERVICE), 15)
+
+            print(f"   $ uci set {owrt.SERVICE}.main.log_level=debug; uci commit; reload_config")
+            box.sh(f"uci set {owrt.SERVICE}.main.log_level=debug && uci commit {owrt.SERVICE}")
+            box.ubus("service", "event",
+                     {"type": "config.change", "data": {"package": owrt.SERVICE}})
+            reloaded = owrt.wait_for(
+                lambda: "configuration reloaded" in box.logread("-e", owrt.SERVICE), 15)
+            same = owrt.running_pid(box) == pid
+
+            print(f"\n   $ ubus call service list '{{\"name\": \"{owrt.SERVICE}\"}}'")
+            listed = box.sh(f"ubus call service list '{{\"name\": \"{owrt.SERVICE}\"}}'").stdout
+            for line in listed.splitlines():
+                print(f"   | {line}")
+            print(f"\n   $ logread -e {owrt.SERVICE}")
+            for line in box.logread("-e", owrt.SERVICE).splitlines():
+                print(f"   | {line}")
+            box.sh(f"/etc/init.d/{owrt.SERVICE} stop")
+            stopped = owrt.wait_for(lambda: not box.alive(pid), 10)
+            print(f"\n   reload kept pid {pid}: {'yes' if same else 'NO'}; "
+                  f"stop ended it: {'yes' if stopped else 'NO'}")
+            return 0 if reloaded and same and stopped else 1
+    except (owrt.SandboxError, AssertionError) as exc:
+        print(f"   on OpenWrt: {exc}")
+        return 1
 
 
 def run(tmp: Path, net: LabNetwork, ionmesh: IonMeshServer) -> int:

@@ -23,7 +23,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FILES = ROOT / "files"
 STUBS = Path(__file__).resolve().parent
-OPENWRT_STUB_ROOT = STUBS / "openwrt"
 SDK_STUB = STUBS / "sdk"
 FEED_DIR = ROOT / "openwrt" / "remsim-supervisor"
 INIT_SCRIPT = FILES / "etc" / "init.d" / "remsim-supervisor"

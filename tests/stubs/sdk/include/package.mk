@@ -30,7 +30,7 @@ CATEGORY=$(CATEGORY)
 TITLE=$(TITLE)
 PKGARCH=$(PKGARCH)
 DEPENDS=$(strip $(DEPENDS)))\
-$(foreach d,description conffiles postinst prerm,$(file >$(DUMP)/$(d),$(Package/$(1)/$(d)))))
+$(foreach d,description conffiles postinst prerm postrm,$(file >$(DUMP)/$(d),$(Package/$(1)/$(d)))))
 
 .PHONY: prepare install
 prepare:
