@@ -18,9 +18,13 @@ after a minute of silence is counted as it would be at a 60 s interval.
   (heartbeats 2..N: what each further heartbeat of a month costs).
 * ``curl``: ``/usr/bin/curl -s -X POST -H 'Content-Type: application/json'
   -d BODY URL`` N times, the same JSON body, a new connection each time.
+* ``--fresh``: ours once more, but each heartbeat on a fresh connection, the
+  idle one dropped with a reset first: what the supervisor does over a
+  carrier it has seen forget idle flows (:mod:`remsim_supervisor.cadence`).
 
 Run as root from the repository: ``python bench/heartbeat_bytes.py [--count
-20] [--gap 0.5] [--tls] [--server-closes] [--json]``. Everything it creates (two namespaces
+20] [--gap 0.5] [--tls] [--server-closes] [--fresh] [--json]``. Everything it
+creates (two namespaces
 and the veth pair, named after its pid) is removed on exit, also on failure.
 ``tests/test_heartbeat_bytes.py`` runs :func:`measure` in CI.
 """
@@ -137,6 +141,7 @@ class Report:
     ours: Run
     curl: Run
     notes: list[str] = field(default_factory=list)
+    fresh: Run | None = None  # ours, a fresh connection per heartbeat
 
 
 # --- the namespaces -----------------------------------------------------------------------------
@@ -279,11 +284,14 @@ def measure_curl(lab: WireLab, url: str, count: int, gap: float, ca_file: str | 
                HttpSizes(request - upload, upload, header, download), Cost.of(total, count))
 
 
-def measure_ours(lab: WireLab, url: str, count: int, gap: float, ca_file: str | None) -> Run:
+def measure_ours(lab: WireLab, url: str, count: int, gap: float, ca_file: str | None,
+                 fresh: bool = False) -> Run:
     argv = [sys.executable, os.path.abspath(__file__), "client", "--url", url,
             "--count", str(count), "--gap", str(gap)]
     if ca_file:
         argv += ["--ca-file", ca_file]
+    if fresh:
+        argv.append("--fresh")
     proc = subprocess.Popen(lab.command(lab.client_ns, *argv), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdin is not None
@@ -322,7 +330,8 @@ def measure_ours(lab: WireLab, url: str, count: int, gap: float, ca_file: str | 
             proc.wait()
     steady = Cost.of(c2 - c1, count - 1)
     total = Cost.of(c3 - c0, count)
-    return Run("remsim-supervisor, kept alive", result["acked"], HttpSizes(**result["http"]),
+    name = "remsim-supervisor, fresh each" if fresh else "remsim-supervisor, kept alive"
+    return Run(name, result["acked"], HttpSizes(**result["http"]),
                total, steady, setup_ip_bytes=(c1 - c0).ip_bytes - steady.ip_bytes,
                close_ip_bytes=(c3 - c2).ip_bytes)
 
@@ -347,6 +356,8 @@ def client_main(args: argparse.Namespace) -> int:
     say("first")
     wait()
     for _ in range(args.count - 1):
+        if args.fresh:
+            client.close(abort=True)  # as over a carrier that forgets idle flows
         results.append(client.heartbeat())
         time.sleep(args.gap)
     last = results[-1].exchange
@@ -364,9 +375,10 @@ def client_main(args: argparse.Namespace) -> int:
 
 
 def measure(count: int = 20, gap: float = 0.5, tls: bool = False,
-            server_keep_alive: bool = True) -> Report:
+            server_keep_alive: bool = True, fresh: bool = False) -> Report:
     """Both ways, same server, same body; root, ``ip`` and curl needed.
-    ``server_keep_alive=False``: the server closes the connection after every answer."""
+    ``server_keep_alive=False``: the server closes the connection after every answer.
+    ``fresh``: also ours with a fresh connection per heartbeat (``Report.fresh``)."""
     if count < 2:
         raise ValueError("count must be at least 2 (steady state needs heartbeats 2..N)")
     with contextlib.ExitStack() as stack:
@@ -386,8 +398,9 @@ def measure(count: int = 20, gap: float = 0.5, tls: bool = False,
         time.sleep(SETTLE_S)
         ours = measure_ours(lab, url, count, gap, ca_file)
         curl = measure_curl(lab, url, count, gap, ca_file)
+        again = measure_ours(lab, url, count, gap, ca_file, fresh=True) if fresh else None
     notes = [] if server_keep_alive else ["the server closed the connection after every answer"]
-    return Report(count, gap, tls, heartbeat_body().decode(), ours, curl, notes)
+    return Report(count, gap, tls, heartbeat_body().decode(), ours, curl, notes, again)
 
 
 # --- the table ----------------------------------------------------------------------------------
@@ -398,6 +411,8 @@ def render(report: Report) -> str:
             (f"ours, over {report.count} incl. connect+close", report.ours.total,
              report.ours.http),
             ("curl, new connection each", report.curl.total, report.curl.http)]
+    if report.fresh is not None:
+        rows.append(("ours, fresh each (steady)", report.fresh.steady, report.fresh.http))
     title = (f"Heartbeat bytes on the wire ({scheme}, {report.count} heartbeats each, "
              f"{report.gap_s:g} s apart)")
     head1 = (f"{'':34} {'Ethernet':>9} {'IP':>7} {'frames':>7} {'HTTP req':>13} "
@@ -433,12 +448,15 @@ def main(argv: list[str] | None = None) -> int:
     client.add_argument("--count", type=int, required=True)
     client.add_argument("--gap", type=float, required=True)
     client.add_argument("--ca-file")
+    client.add_argument("--fresh", action="store_true")
     parser.add_argument("--count", type=int, default=20, help="heartbeats per client")
     parser.add_argument("--gap", type=float, default=0.5,
                         help="seconds between heartbeats (> delayed ACK and min RTO)")
     parser.add_argument("--tls", action="store_true", help="https with a throw-away CA")
     parser.add_argument("--server-closes", action="store_true",
                         help="the server closes the connection after every answer")
+    parser.add_argument("--fresh", action="store_true",
+                        help="also ours with a fresh connection per heartbeat")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.command == "client":
@@ -452,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"heartbeat_bytes: {tool} is missing: install iproute2 and curl",
                   file=sys.stderr)
             return 2
-    report = measure(args.count, args.gap, args.tls, server_keep_alive=not args.server_closes)
+    report = measure(args.count, args.gap, args.tls, server_keep_alive=not args.server_closes,
+                     fresh=args.fresh)
     print(json.dumps(asdict(report), indent=2) if args.json else render(report))
     return 0
 

@@ -19,7 +19,12 @@ is the thin part around it:
   within the step's expected time (a heartbeat over it is asked for as soon
   as it is registered again); the time it took teaches the cost model;
 * the IoT modem's SIM line is put back on its local SIM after every step
-  that resets it.
+  that resets it;
+* **the heartbeat's own schedule**: no attempt for longer than interval +
+  timeout is a fault of its own, whatever the modems' health: logged, shown
+  as ``heartbeat.schedule_fault``, and a heartbeat asked for at once. A
+  server that answers without acknowledging is not a modem's fault: the
+  heartbeat reports it (``grace.at_risk``) and no step is taken for it.
 
 ``status`` shows the latest steps under ``recoveries``.
 """
@@ -35,6 +40,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from remsim_supervisor.cadence import schedule_fault
 from remsim_supervisor.gpio import power_cycle
 from remsim_supervisor.modem import machine as m
 from remsim_supervisor.modem.lines import sim_level
@@ -135,9 +141,25 @@ class Guardian:
 
     # -- the loop ----------------------------------------------------------------------
 
+    def watch_schedule(self, now: float) -> str | None:
+        """Is the heartbeat behind its own schedule? Says so once, and asks for one now."""
+        hb = self.d.heartbeat
+        fault = schedule_fault(now, hb.last_attempt_end, hb.in_flight_since, hb.interval,
+                               self.d.config.ionmesh.timeout)
+        if fault is not None:
+            if hb.schedule_fault is None:
+                log.error("the heartbeat is behind its schedule: %s (%.0f s of grace left); "
+                          "sending one now", fault, self.grace_left())
+            hb.note_schedule_fault(fault)
+        elif hb.schedule_fault is not None:
+            log.info("the heartbeat is back on its schedule")
+            hb.note_schedule_fault(None)
+        return fault
+
     async def run(self) -> None:
         while True:
             now = self.clock()
+            self.watch_schedule(now)
             self.history = [a for a in self.history if a.ended is None or now - a.ended < HISTORY_S]
             decision = plan(
                 now=now,

@@ -20,6 +20,17 @@ out what they decide:
   over the preferred (IoT) modem, bound to its device; enough acknowledged
   ones in a row move the path back.
 
+Only a *path* failure (no connection, a timeout or reset before any answer,
+on a fresh connection: a dead kept-alive one is retried on a fresh one
+first) moves the path or tells the guardian. When IonMesh *answers* without
+acknowledging (5xx, a redirect, a 404 that registering again did not cure,
+nonsense, too much, too slowly) the path is proven to work: the heartbeat
+stays on it and is retried with backoff, ``status`` shows the error under
+``heartbeat.server_error`` and, once heartbeats are overdue, the risk to the
+SIM under ``grace.at_risk``. Numbers from the server are bounded, and
+carriers that forget idle flows are learned per modem
+(:mod:`remsim_supervisor.cadence` holds those rules).
+
 Blocking work (HTTP over ``http.client``, netlink through pyroute2, DNS)
 runs in daemon threads, each with a timeout, never in the event loop.
 
@@ -40,14 +51,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from remsim_supervisor import pathsel
+from remsim_supervisor import cadence, pathsel
 from remsim_supervisor.config import Config
 from remsim_supervisor.ionmesh import (
-    Exchange,
+    HeartbeatResult,
     IonMeshClient,
     IonMeshError,
     NotRegistered,
-    Unauthorized,
 )
 from remsim_supervisor.resolve import Resolver, is_address
 from remsim_supervisor.transport import in_daemon_thread
@@ -62,6 +72,9 @@ STATE_DIR = "/var/run/remsim-supervisor"
 TCP_IP_OVERHEAD = 3 * 52
 NEW_CONNECTION_OVERHEAD = 380
 MONTH_S = 30 * 86400
+# How a heartbeat attempt ended: acknowledged; IonMesh answered without
+# acknowledging (the path works); nothing came back (maybe the path).
+ACKED, SERVER, PATH = "acked", "server", "path"
 
 
 @dataclass(frozen=True)
@@ -104,18 +117,32 @@ class HeartbeatService:
         self.pinned: list[dict[str, str | None]] = []
         self.rules: list[str] = []
         self.routes: list[str] = []
-        self.interval = float(config.ionmesh.heartbeat_interval)
+        ionmesh = config.ionmesh
+        self.interval_bounds = cadence.interval_bounds(
+            ionmesh.min_heartbeat_interval, config.supervisor.grace_period,
+            config.escalation.margin, ionmesh.timeout)
+        self.interval = cadence.clamp_interval(ionmesh.heartbeat_interval, *self.interval_bounds)
+        self.server_trouble: cadence.ServerTrouble | None = None
+        self.idle = cadence.IdleLimit()
+        self.last_attempt_end = self.started  # the schedule the guardian watches
+        self.in_flight_since: float | None = None
+        self.schedule_fault: str | None = None  # set by the guardian while it lasts
+        self._clamped: float | None = None  # the last server value logged as clamped
+        self._problems_seen: set[str] = set()
+        self._risk_logged = False
         self.registered = False
         self.last_ack: float | None = None
         self.last_rtt_ms: float | None = None
         self.last_error: str | None = None
         self.sent = self.acked = self.failed = 0
         self.wire_bytes: deque[int] = deque(maxlen=20)
+        self.bytes_total = 0  # estimated on the wire, every heartbeat since the start
         self.budget_warned = False
         self.moves: deque[dict[str, Any]] = deque(maxlen=10)
         # modem -> (its last heartbeat was acknowledged, when)
         self.outcomes: dict[str, tuple[bool, float]] = {}
         self.on_failure: Callable[[str], None] | None = None  # a heartbeat over a modem failed
+        self.on_move: Callable[[], None] | None = None  # the path moved
         self._client: IonMeshClient | None = None
         self._bound: dict[str, IonMeshClient] = {}
         self._wake = asyncio.Event()
@@ -134,7 +161,33 @@ class HeartbeatService:
             "period_s": period,
             "last_ack_age_s": None if self.last_ack is None else round(now - self.last_ack, 1),
             "remaining_s": round(period - (now - since), 1),
+            "at_risk": self.at_risk(now),
         }
+
+    def at_risk(self, now: float | None = None) -> str | None:
+        """Why the SIM is at risk while IonMesh answers but does not acknowledge, or None.
+
+        At risk once a heartbeat is overdue (no acknowledgement for longer than
+        an interval and a timeout): the grace runs down, and no recovery step
+        on a modem can help, since the path works.
+        """
+        trouble = self.server_trouble
+        if trouble is None:
+            return None
+        now = self.clock() if now is None else now
+        since = self.last_ack if self.last_ack is not None else self.started
+        if now - since <= self.interval + self.config.ionmesh.timeout:
+            return None
+        left = self.config.supervisor.grace_period - (now - since)
+        return (f"no heartbeat acknowledged for {now - since:.0f} s ({left:.0f} s of grace "
+                f"left): IonMesh answers but does not acknowledge ({trouble.message}); "
+                "the path works, so no modem is reset for it")
+
+    def note_schedule_fault(self, reason: str | None) -> None:
+        """The guardian found the heartbeat behind its schedule (None: no longer)."""
+        self.schedule_fault = reason
+        if reason is not None:
+            self.beat_now()
 
     def links_changed(self) -> None:
         """A netlink link event: re-read the facts now."""
@@ -186,10 +239,17 @@ class HeartbeatService:
                 "acked": self.acked,
                 "failed": self.failed,
                 "bytes_per_heartbeat": per_beat,
+                "bytes_total": self.bytes_total,
                 "projected_bytes_30d": (
                     round(per_beat * MONTH_S / self.interval) if per_beat else None
                 ),
                 "last_error": self.last_error,
+                "server_error": (
+                    self.server_trouble.status(self.clock()) if self.server_trouble else None
+                ),
+                "interval_bounds_s": list(self.interval_bounds),
+                "idle_limit_s": self.idle.status(self.clock()),
+                "schedule_fault": self.schedule_fault,
                 "path_reason": self.path.reason,
                 "moves": list(self.moves),
             },
@@ -220,10 +280,13 @@ class HeartbeatService:
                 self._beat_requested = False
                 await self._resolve()
                 await self._update_paths()
-                await self._beat()
+                outcome = await self._beat()
                 # _beat retried on its own after any move it made.
                 self._beat_requested = False
-                next_beat = self.clock() + self.interval
+                delay = self.interval
+                if outcome == SERVER and self.server_trouble is not None:
+                    delay = self.server_trouble.retry_in(self.interval)
+                next_beat = self.clock() + delay
             if self._facts_changed or self._beat_requested:
                 continue
             try:
@@ -332,6 +395,8 @@ class HeartbeatService:
                     "grace_left_s": left,
                 }
             )
+            if self.on_move is not None:
+                self.on_move()
         pins = self._pins()
         addresses = sorted({p["address"] for p in pins if p["address"]})
         active = self.facts.get(self.path.active) if self.path.active else None
@@ -444,24 +509,45 @@ class HeartbeatService:
             model = next((v.model for v in self.modems() if v.role == "iot"), None)
             hardware = {"modem_model": model} if model else None
             return await asyncio.wait_for(
-                in_daemon_thread(client.register, hardware), client.timeout * 2 + 1
+                in_daemon_thread(client.register, hardware), client.timeout * 2 + 2
             )
         stats, info = self._stats()
+        # Two timeouts: a kept-alive connection found dead, then a fresh one.
         return await asyncio.wait_for(
-            in_daemon_thread(client.heartbeat, "active", stats, info), client.timeout * 2 + 1
+            in_daemon_thread(client.heartbeat, "active", stats, info), client.timeout * 2 + 2
         )
 
-    async def _exchange(self, modem: str | None) -> bool:
-        """Register if needed and send one heartbeat over ``modem`` (None: the active path)."""
+    async def _exchange(self, modem: str | None) -> str:
+        """Register if needed and send one heartbeat over ``modem`` (None: the active path).
+
+        Returns :data:`ACKED`, :data:`SERVER` or :data:`PATH`.
+        """
         client = self._client_for(modem)
         via = modem or self.path.active or "main table"
+        over = modem or self.path.active
+        now = self.clock()
+        if over and self.idle.fresh(over, client.idle_s(), now):
+            # The carrier has forgotten this flow by now: do not wait a timeout to learn it.
+            log.debug("heartbeat over %s on a fresh connection (idle %.0f s)", via,
+                      client.idle_s() or 0.0)
+            client.close(abort=True)
+        self.in_flight_since = now
+        try:
+            return await self._attempt(client, via, over)
+        finally:
+            self.in_flight_since = None
+            self.last_attempt_end = self.clock()
+
+    async def _attempt(self, client: IonMeshClient, via: str, over: str | None) -> str:
+        rejected: IonMeshError | None = None
         for _attempt in range(2):
             try:
                 if not self.registered:
                     assignment = await self._call(client, "register")
                     self.registered = True
+                    self._warn_problems(assignment.problems)
                     if assignment.heartbeat_interval:
-                        self.interval = float(assignment.heartbeat_interval)
+                        self._use_interval(assignment.heartbeat_interval, "at registration")
                     log.info(
                         "registered with IonMesh over %s (heartbeat every %.0f s)",
                         via,
@@ -469,51 +555,150 @@ class HeartbeatService:
                     )
                 self.sent += 1
                 result = await self._call(client, "heartbeat")
-            except NotRegistered:
+            except NotRegistered as exc:
+                self.failed += 1
+                self.last_error = f"over {via}: {exc}"
                 log.warning("IonMesh does not know this router (404): registering again")
                 self.registered = False
+                rejected = exc
                 continue
-            except Unauthorized as exc:
-                self.failed += 1
-                self.last_error = str(exc)
-                log.error("%s", exc)
-                return False
-            except (TimeoutError, IonMeshError, OSError) as exc:
-                over = modem or self.path.active
-                if over:
-                    self.outcomes[over] = (False, self.clock())
-                    if self.on_failure is not None:
-                        self.on_failure(over)
-                self.failed += 1
-                self.last_error = f"over {via}: {exc}" if str(exc) else f"over {via}: timed out"
-                log.warning(
-                    "heartbeat over %s failed: %s (%.0f s of grace left)",
-                    via,
-                    exc or "timed out",
-                    self.grace()["remaining_s"],
-                )
-                client.close()
-                return False
-            over = modem or self.path.active
+            except IonMeshError as exc:
+                if not exc.answered:
+                    return self._path_failed(client, via, over, exc)
+                return self._server_failed(via, over, str(exc))
+            except (TimeoutError, OSError) as exc:
+                return self._path_failed(client, via, over, exc)
+            except Exception as exc:  # an answer of a shape nobody foresaw: survive it
+                log.error("heartbeat over %s: unreadable answer from IonMesh (%s: %.200s)",
+                          via, type(exc).__name__, exc)
+                return self._server_failed(via, over, f"unreadable answer ({type(exc).__name__})")
             if over:
                 self.outcomes[over] = (True, self.clock())
-            self._acknowledged(result.exchange, result.next_interval, via)
-            for command in result.commands:
-                log.info("IonMesh sent a command, ignored (none are supported): %.200r", command)
-            return True
-        return False
+            self._acknowledged(result, via, over)
+            return ACKED
+        assert rejected is not None
+        return self._server_failed(via, over, f"{rejected} (registered again: still unknown)",
+                                   counted=True)
 
-    def _acknowledged(self, exchange: Exchange, next_interval: int | None, via: str) -> None:
+    def _path_failed(self, client: IonMeshClient, via: str, over: str | None,
+                     exc: BaseException) -> str:
+        """Nothing came back: maybe the path. The caller may move it; the guardian hears."""
+        self.server_trouble, self._risk_logged = None, False  # what the server does is unknown
+        if over:
+            self.outcomes[over] = (False, self.clock())
+            if self.on_failure is not None:
+                self.on_failure(over)
+        self.failed += 1
+        self.last_error = f"over {via}: {exc}" if str(exc) else f"over {via}: timed out"
+        log.warning(
+            "heartbeat over %s failed: %s (%.0f s of grace left)",
+            via,
+            exc or "timed out",
+            self.grace()["remaining_s"],
+        )
+        client.close()
+        return PATH
+
+    def _server_failed(self, via: str, over: str | None, message: str, *,
+                       counted: bool = False) -> str:
+        """IonMesh answered without acknowledging: the path works; retry over it, later.
+        ``counted``: the failed heartbeats were counted already (404, one by one)."""
+        now = self.clock()
+        if over:
+            self.outcomes[over] = (True, now)  # its answer came back over this path
+        if not counted:
+            self.failed += 1
+        self.last_error = f"over {via}: {message}"
+        self.server_trouble = cadence.server_trouble(self.server_trouble, message, now)
+        trouble = self.server_trouble
+        log.warning(
+            "IonMesh did not acknowledge the heartbeat over %s: %s (%d in a row; %.0f s of "
+            "grace left; the path works and stays, retry in %.0f s)",
+            via,
+            message,
+            trouble.count,
+            self.grace(now)["remaining_s"],
+            trouble.retry_in(self.interval),
+        )
+        risk = self.at_risk(now)
+        if risk is not None and not self._risk_logged:
+            self._risk_logged = True
+            log.error("the remote SIM is at risk: %s", risk)
+        return SERVER
+
+    def _use_interval(self, asked: int, where: str) -> None:
+        low, high = self.interval_bounds
+        value = cadence.clamp_interval(asked, low, high)
+        if value != asked:
+            if self._clamped != asked:
+                self._clamped = asked
+                bound = (
+                    "ionmesh.min_heartbeat_interval"
+                    if value == low and asked < low
+                    else "grace_period - margin - timeout"
+                )
+                log.warning(
+                    "IonMesh asked %s for a heartbeat every %.20s s: using %g s (%s)",
+                    where,
+                    str(asked),
+                    value,
+                    bound,
+                )
+        else:
+            self._clamped = None
+        self.interval = value
+
+    def _warn_problems(self, problems: tuple[str, ...]) -> None:
+        for problem in problems:
+            if problem not in self._problems_seen:
+                if len(self._problems_seen) >= 32:
+                    self._problems_seen.clear()
+                self._problems_seen.add(problem)
+                log.warning("IonMesh answer: %s", problem)
+
+    def _acknowledged(self, result: HeartbeatResult, via: str, over: str | None) -> None:
+        exchange = result.exchange
+        now = self.clock()
         self.acked += 1
-        self.last_ack = self.clock()
+        self.last_ack = now
         self.last_rtt_ms = round(exchange.rtt_ms, 1)
         self.last_error = None
+        if self.server_trouble is not None:
+            trouble = self.server_trouble
+            log.info(
+                "IonMesh acknowledges heartbeats again, after %d error(s) over %.0f s",
+                trouble.count,
+                now - trouble.since,
+            )
+            self.server_trouble = None
+            self._risk_logged = False
+        if over and exchange.stale_idle_s is not None:
+            before = self.idle.learned(over, now)
+            self.idle = self.idle.forgot(over, exchange.stale_idle_s, now)
+            after = self.idle.learned(over, now)
+            if after != before:
+                log.info(
+                    "%s's carrier forgot a connection idle for %.0f s: heartbeats after "
+                    "%.0f s idle start on a fresh connection",
+                    over,
+                    exchange.stale_idle_s,
+                    (after or 0.0) * cadence.FORGET_SLACK,
+                )
         wire = exchange.bytes_sent + exchange.bytes_received + TCP_IP_OVERHEAD
         if exchange.new_connection:
             wire += NEW_CONNECTION_OVERHEAD
         self.wire_bytes.append(wire)
-        if next_interval:
-            self.interval = float(next_interval)
+        self.bytes_total += wire
+        self._warn_problems(result.problems)
+        if result.next_interval:
+            self._use_interval(result.next_interval, "in a heartbeat answer")
+        if result.commands_total:
+            log.info(
+                "IonMesh sent %d command(s) with the heartbeat, none run (none are "
+                "supported): %s",
+                result.commands_total,
+                cadence.command_summary(result.commands, result.commands_total),
+            )
         log.debug(
             "heartbeat acknowledged over %s in %.1f ms (%d bytes)", via, exchange.rtt_ms, wire
         )
@@ -529,28 +714,36 @@ class HeartbeatService:
                     budget,
                 )
 
-    async def _beat(self) -> None:
-        """This interval's heartbeat, with failback attempts and failover retries."""
+    async def _beat(self) -> str:
+        """This interval's heartbeat, with failback attempts and failover retries.
+
+        Only a path failure moves the path; a server failure ends the beat (the
+        caller retries it sooner than an interval, over the same path).
+        """
         candidate = pathsel.failback_candidate(self.path, self.facts)
         if candidate is not None:
-            ok = await self._exchange(candidate)
-            if ok:
+            outcome = await self._exchange(candidate)
+            if outcome == ACKED:
                 self.path, move = pathsel.on_heartbeat_acked(
                     self.path, self.facts, candidate, self.config.routing.failback_after
                 )
                 if move is not None:
                     await self._apply(move)
-                return
+                return ACKED
+            if outcome == SERVER:
+                return SERVER
             self.path, _ = pathsel.on_heartbeat_failed(self.path, self.facts, candidate)
-        if await self._exchange(None):
-            return
+        outcome = await self._exchange(None)
+        if outcome != PATH:
+            return outcome
         # Not acknowledged over the active path: is it silently dropping traffic?
         await self._update_paths()
         self.path, move = pathsel.on_heartbeat_failed(self.path, self.facts, None)
         if move is not None:
             await self._apply(move)
             self._resolve_after_failure()
-            await self._exchange(None)  # the retry, at once, over the new path
+            return await self._exchange(None)  # the retry, at once, over the new path
+        return PATH
 
     def _resolve_after_failure(self) -> None:
         for _what, host in self._hosts():

@@ -7,9 +7,14 @@ puts as few bytes on the wire as HTTP/1.1 allows:
   connection costs a handshake and a teardown (~400 bytes), a TLS one
   several kB more. An idle connection the server closed is noticed before
   it is used (and a TLS session is resumed on reconnect); one that dies
-  while a request is on it is re-opened and the request sent once more
-  (every IonMesh call is safe to resend: re-registration returns the same
-  assignment). A failure on a fresh connection is reported, not retried.
+  while a request is on it, before any byte of an answer came back (the
+  server closed it, or a carrier forgot the idle flow and the request
+  vanished), is re-opened and the request sent once more with a timeout of
+  its own (every IonMesh call is safe to resend: re-registration returns the
+  same assignment); ``Exchange.stale_idle_s`` says how long it had been
+  idle. A failure on a fresh connection is reported, not retried.
+* an answer is read only up to :data:`MAX_RESPONSE_BYTES` (a larger
+  ``Content-Length`` is not read at all), within the call's timeout.
 * the request is one write of exactly ``Host``, ``Content-Type``,
   ``Content-Length`` and ``X-API-Key`` (when configured) plus compact JSON
   without empty fields. ``http.client.HTTPConnection`` would add
@@ -26,14 +31,19 @@ only: the supervisor's policy rules route marked packets), and connected to an a
 resolved itself (``connect_address``) while Host, SNI and the certificate
 check keep using the URL's host. HTTPS verifies the certificate and host
 name against ``ca_file`` or the system store. ``timeout`` bounds a whole
-call: connect, TLS handshake, request and response.
+call: connect, TLS handshake, request and response (a call that finds its
+kept-alive connection dead gets a second timeout for the fresh one).
 
 URLs: ``/api/backend/v1/remsim`` is appended to a URL without a path
 (``http://ionmesh:5000``); a URL with a path (``https://h/ionmesh/v1``) is
 used as the base as it stands. Without a port the scheme's (80, 443) is used.
 
 Errors are :class:`IonMeshError` subclasses whose ``str()`` is one line
-saying what to fix. ``commands`` in a heartbeat answer are returned as
+saying what to fix; ``answered`` tells a server's failure (it answered,
+with an error, a redirect, nonsense, too much or too slowly: the path
+works) from one that may be the path's (nothing came back). Numbers in
+answers are integers of at most :data:`MAX_DIGITS` ASCII digits, anything
+else is "not said". ``commands`` in a heartbeat answer are returned as
 data and never executed here. The API key, and IMSI and ICCID in full, never
 appear in a log line, an error or a repr.
 """
@@ -49,6 +59,7 @@ import os
 import re
 import select
 import socket
+import struct
 import threading
 import time
 from collections.abc import Mapping
@@ -80,9 +91,11 @@ __all__ = [
     "NotRegistered",
     "Totals",
     "Unauthorized",
+    "decode_body",
     "encode_json",
     "encode_request",
     "parse_bankd_endpoint",
+    "read_heartbeat_answer",
 ]
 
 log = logging.getLogger(__name__)
@@ -92,6 +105,8 @@ DEFAULT_BANKD_PORT = 9999
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 USER_AGENT = f"remsim-supervisor/{__version__}"
 MAX_RESPONSE_BYTES = 64 * 1024  # IonMesh answers are tiny; more is not IonMesh
+MAX_DIGITS = 12  # a number from the server longer than this is nonsense, not a number
+MAX_KEPT_COMMANDS = 16  # of a heartbeat answer's ``commands``; the rest are only counted
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SENSITIVE_KEYS = frozenset({"imsi", "iccid", "imei", "api_key"})
 
@@ -111,11 +126,15 @@ class Assignment:
     mapping_mode: str | None
     heartbeat_interval: int | None
     note: str | None
+    problems: tuple[str, ...] = ()  # fields present but unusable, for a warning
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Assignment:
-        """Read a register-client answer; unknown fields are ignored, missing ones None."""
+        """Read a register-client answer; unknown fields are ignored, missing ones None,
+        unusable ones None too (named in ``problems``)."""
+        problems: list[str] = []
         host, port = parse_bankd_endpoint(_text(data.get("bankd_endpoint")))
+        interval = _interval_field(data, "heartbeat_interval", problems)
         return cls(
             bank_id=_integer(data.get("bank_id")),
             slot_id=_integer(data.get("slot_id")),
@@ -124,8 +143,9 @@ class Assignment:
             bankd_host=host,
             bankd_port=port,
             mapping_mode=_text(data.get("mapping_mode")),
-            heartbeat_interval=_interval(data.get("heartbeat_interval")),
+            heartbeat_interval=interval,
             note=_text(data.get("note")),
+            problems=tuple(problems),
         )
 
     def __repr__(self) -> str:
@@ -146,6 +166,8 @@ class Exchange:
     (TCP and, for HTTPS, TLS handshakes cost bytes beyond these counts).
     ``rtt_ms``: from sending the request to having the whole response,
     connecting excluded. ``local_address``: ``ip:port`` the socket used.
+    ``stale_idle_s``: a kept-alive connection was found dead after this many
+    seconds idle and the request went again on a fresh one (None: it was not).
     """
 
     status: int
@@ -155,6 +177,7 @@ class Exchange:
     new_connection: bool
     local_address: str | None
     body: dict[str, Any] | None
+    stale_idle_s: float | None = None
 
     def __repr__(self) -> str:
         return (f"Exchange(status={self.status!r}, rtt_ms={self.rtt_ms:.1f}, "
@@ -166,11 +189,15 @@ class Exchange:
 @dataclass(frozen=True)
 class HeartbeatResult:
     """An acknowledged heartbeat: ``next_interval`` (s) as the server asked, or None;
-    ``commands`` exactly as the server sent them, for the caller to log (never run)."""
+    ``commands`` as the server sent them (the first :data:`MAX_KEPT_COMMANDS`; how many
+    there were in ``commands_total``), for the caller to log (never run); ``problems``:
+    fields present but unusable, for a warning."""
 
     exchange: Exchange
     next_interval: int | None
     commands: tuple[Any, ...]
+    commands_total: int = 0
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -188,13 +215,18 @@ class IonMeshError(Exception):
 
     ``status`` is the HTTP status when the server answered; ``exchange`` the
     exchange that carried it (for its RTT and byte counts), when there was one.
+    ``answered``: the server's bytes came back over the path (a status, or
+    part of an answer too large, too slow or malformed): the path works and
+    the trouble is the server's. False: nothing came back (no connection, a
+    timeout or reset before any answer), which may be the path.
     """
 
     def __init__(self, message: str, *, status: int | None = None,
-                 exchange: Exchange | None = None) -> None:
+                 exchange: Exchange | None = None, answered: bool | None = None) -> None:
         super().__init__(_one_line(message))
         self.status = status
         self.exchange = exchange
+        self.answered = status is not None if answered is None else answered
 
 
 class NotRegistered(IonMeshError):
@@ -236,6 +268,34 @@ def encode_request(method: str, target: str, authority: str, body: bytes | None 
     return head + body if body is not None else head
 
 
+def decode_body(raw: bytes, content_type: str) -> dict[str, Any] | None:
+    """An answer's body as a JSON object, or None (empty, not JSON, not an object)."""
+    if not raw or not ("json" in content_type.lower() or raw[:1] in (b"{", b"[")):
+        return None
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: "[[[[...": nesting too deep
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def read_heartbeat_answer(exchange: Exchange) -> HeartbeatResult:
+    """An acknowledged heartbeat's answer, every field bounded; acknowledged even when
+    the body is unreadable: the 200 is what counts."""
+    body = exchange.body or {}
+    problems: list[str] = []
+    interval = _interval_field(body, "next_heartbeat_interval", problems)
+    raw_commands = body.get("commands")
+    if isinstance(raw_commands, list):
+        # Data for the caller to log; nothing here ever runs server-supplied text.
+        commands, total = tuple(raw_commands[:MAX_KEPT_COMMANDS]), len(raw_commands)
+    else:
+        commands, total = (), 0
+        if raw_commands is not None:
+            problems.append(f"commands is a {type(raw_commands).__name__}, not a list: ignored")
+    return HeartbeatResult(exchange, interval, commands, total, tuple(problems))
+
+
 def parse_bankd_endpoint(text: str | None) -> tuple[str | None, int]:
     """``http://host:port``, ``host:port``, ``host`` or ``[v6]:port`` -> (host, port).
 
@@ -268,14 +328,21 @@ def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, (str, dict, list)) and not value)
 
 
+_DIGITS = re.compile(rf"-?[0-9]{{1,{MAX_DIGITS}}}")
+_LIMIT = 10**MAX_DIGITS
+
+
 def _integer(value: Any) -> int | None:
+    """An integer of at most :data:`MAX_DIGITS` ASCII digits (a JSON number, an
+    integral float, or such a string); anything else is None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
+        return value if -_LIMIT < value < _LIMIT else None
+    if isinstance(value, str):
+        text = value.strip()
+        return int(text) if len(text) <= MAX_DIGITS + 1 and _DIGITS.fullmatch(text) else None
+    if isinstance(value, float) and value.is_integer() and -_LIMIT < value < _LIMIT:
         return int(value)
     return None
 
@@ -284,6 +351,18 @@ def _interval(value: Any) -> int | None:
     """A positive interval in seconds; anything else is "not said" (None)."""
     number = _integer(value)
     return number if number is not None and number > 0 else None
+
+
+def _interval_field(data: Mapping[str, Any], key: str, problems: list[str]) -> int | None:
+    """``data[key]`` as an interval; a value that is there but unusable is named in
+    ``problems`` (shortened: the server chose it)."""
+    if key not in data or data[key] is None:
+        return None
+    number = _interval(data[key])
+    if number is None:
+        problems.append(f"{key} {_one_line(repr(data[key]), 40)} is not a positive number "
+                        f"of at most {MAX_DIGITS} digits: ignored")
+    return number
 
 
 def _text(value: Any) -> str | None:
@@ -377,6 +456,10 @@ class _MeteredSocket:
         return io.BufferedReader(self._reader)
 
 
+class _Oversized(http.client.HTTPException):
+    """The answer is larger than any IonMesh answer: not read to its end."""
+
+
 # Errors by which a kept-alive connection shows that the server closed it.
 _CLOSED_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionResetError, BrokenPipeError, ConnectionAbortedError, http.client.RemoteDisconnected,
@@ -443,6 +526,7 @@ class IonMeshClient:
         self._bytes_received = 0
         self._connections = 0
         self._requests = 0
+        self._last_used: float | None = None  # when the connection last carried an answer
 
     @classmethod
     def from_config(cls, cfg: IonmeshConfig, **kw: Any) -> IonMeshClient:
@@ -489,7 +573,13 @@ class IonMeshClient:
                 f"IonMesh at {self.origin} answered register-client without a JSON object: "
                 "check that ionmesh.url points to IonMesh", status=exchange.status,
                 exchange=exchange)
-        assignment = Assignment.from_json(exchange.body)
+        try:
+            assignment = Assignment.from_json(exchange.body)
+        except Exception as e:  # a shape nobody foresaw: the server's fault, not ours
+            raise IonMeshUnavailable(
+                f"IonMesh at {self.origin} answered register-client with an unreadable "
+                f"assignment ({type(e).__name__})", status=exchange.status,
+                exchange=exchange) from None
         log.debug("registered %s: bank %s slot %s, ICCID %s, IMSI %s, bankd %s:%s%s",
                   self.client_id, assignment.bank_id, assignment.slot_id,
                   mask(assignment.iccid), mask(assignment.imsi), assignment.bankd_host,
@@ -506,15 +596,7 @@ class IonMeshClient:
         payload = {"client_id": self.client_id, "status": status, "stats": stats,
                    "modem_info": modem_info}
         exchange = self._call("POST", "/heartbeat", payload)
-        body = exchange.body or {}
-        # Acknowledged even when the body is unreadable: the 200 is what counts.
-        raw_commands = body.get("commands")
-        commands = tuple(raw_commands) if isinstance(raw_commands, list) else ()
-        if commands:
-            # Data for the caller to log; nothing here ever runs server-supplied text.
-            log.debug("IonMesh sent %d command(s) with the heartbeat", len(commands))
-        return HeartbeatResult(exchange, _interval(body.get("next_heartbeat_interval")),
-                               commands)
+        return read_heartbeat_answer(exchange)
 
     def unregister(self) -> bool:
         """DELETE /unregister/<client_id>: True when done, False when the server
@@ -538,11 +620,24 @@ class IonMeshClient:
                 exchange=exchange)
         return exchange.body
 
-    def close(self) -> None:
-        """Close the connection (the next call opens a new one)."""
+    def idle_s(self) -> float | None:
+        """Seconds since the kept-alive connection last carried an answer; None without one."""
+        if self._sock is None or self._last_used is None:
+            return None
+        return time.monotonic() - self._last_used
+
+    def close(self, *, abort: bool = False) -> None:
+        """Close the connection (the next call opens a new one). ``abort``: with a single
+        reset rather than a FIN the kernel would keep sending into a flow the carrier
+        forgot (it costs bytes on a metered link)."""
         sock = self._sock
         self._generation += 1
-        if sock is not None:
+        if sock is not None and abort:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+        elif sock is not None:
             # shutdown() wakes a call blocked in recv() on another thread; close() would not.
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -570,10 +665,12 @@ class IonMeshClient:
             generation = self._generation
             sent = received = 0
             new_connection = False
+            stale_idle: float | None = None
             self._requests += 1
             try:
                 while True:
                     reused = self._sock is not None and self._idle_connection_usable()
+                    idle = self.idle_s() if reused else None
                     if not reused:
                         self._drop()
                         self._connect(deadline)
@@ -585,25 +682,32 @@ class IonMeshClient:
                     try:
                         status, reason, data = self._round_trip(self._sock, request, method,
                                                                 deadline, meter)
-                    except _CLOSED_ERRORS as e:
-                        sent, received = sent + meter.sent, received + meter.received
-                        self._drop()
-                        if reused and meter.received == 0 and generation == self._generation:
-                            log.debug("%s: IonMesh closed the kept-alive connection (%s); "
-                                      "sending again on a new one", name, type(e).__name__)
-                            continue
-                        raise self._transport_error(e, name) from e
                     except (OSError, http.client.HTTPException, ValueError) as e:
                         sent, received = sent + meter.sent, received + meter.received
                         self._drop()
-                        raise self._transport_error(e, name) from e
+                        if reused and meter.received == 0 and generation == self._generation:
+                            # A kept-alive connection that died idle: the server closed
+                            # it, or a carrier forgot the flow (then the request vanished
+                            # and timed out). Once more on a fresh connection, with a
+                            # timeout of its own, before anyone judges the path.
+                            log.debug("%s: the kept-alive connection is dead (%s after %.0f s "
+                                      "idle); sending again on a new one", name,
+                                      type(e).__name__, idle or 0.0)
+                            stale_idle = idle
+                            deadline = time.monotonic() + self.timeout
+                            continue
+                        error = self._transport_error(e, name)
+                        error.answered = meter.received > 0
+                        raise error from e
                     rtt_ms = (time.monotonic() - started) * 1000.0
                     sent, received = sent + meter.sent, received + meter.received
+                    self._last_used = time.monotonic()
                     break
             finally:
                 self._bytes_sent += sent
                 self._bytes_received += received
-        exchange = Exchange(status, rtt_ms, sent, received, new_connection, local, data)
+        exchange = Exchange(status, rtt_ms, sent, received, new_connection, local, data,
+                            stale_idle)
         log.debug("%s: %d %s in %.1f ms, %d bytes out, %d in%s", name, status, reason, rtt_ms,
                   sent, received, " (new connection)" if new_connection else "")
         return exchange
@@ -617,26 +721,23 @@ class IonMeshClient:
             _MeteredSocket(sock, meter, deadline), method=method)  # type: ignore[arg-type]
         try:
             response.begin()
+            if response.length is not None and response.length > MAX_RESPONSE_BYTES:
+                # Not read at all: every byte of it would be paid for on the IoT plan.
+                raise _Oversized(f"an answer of {response.length} bytes, more than "
+                                 f"{MAX_RESPONSE_BYTES}")
             raw = response.read(MAX_RESPONSE_BYTES + 1)
             complete = response.isclosed()
         finally:
             response.close()
         if len(raw) > MAX_RESPONSE_BYTES:
-            raise http.client.HTTPException(f"an answer larger than {MAX_RESPONSE_BYTES} bytes")
+            raise _Oversized(f"an answer larger than {MAX_RESPONSE_BYTES} bytes")
         if ssl is not None and isinstance(sock, ssl.SSLSocket):
             # Kept for a short (resumed) handshake when we have to reconnect; it matters
             # most with a server that closes every connection.
             self._tls_session = sock.session
         if response.will_close or not complete:
             self._drop()  # the server ends the connection (or we left bytes unread on it)
-        data: dict[str, Any] | None = None
-        content_type = (response.getheader("Content-Type") or "").lower()
-        if raw and ("json" in content_type or raw[:1] in (b"{", b"[")):
-            try:
-                parsed = json.loads(raw)
-            except ValueError:
-                parsed = None
-            data = parsed if isinstance(parsed, dict) else None
+        data = decode_body(raw, response.getheader("Content-Type") or "")
         return response.status, response.reason, data
 
     def _check(self, name: str, exchange: Exchange) -> None:
@@ -819,6 +920,9 @@ class IonMeshClient:
                                       f"on port {self.port}?")
         if isinstance(e, _CLOSED_ERRORS):
             return IonMeshUnavailable(f"{where} closed the connection without answering {name}")
+        if isinstance(e, _Oversized):
+            return IonMeshUnavailable(f"{where} sent {e} to {name}: not an IonMesh answer, "
+                                      "left unread")
         if isinstance(e, http.client.HTTPException):
             return IonMeshUnavailable(f"{where} sent no valid HTTP answer to {name} "
                                       f"({type(e).__name__}: {e}): check ionmesh.url")

@@ -85,6 +85,21 @@ def test_steady_state_is_what_tcp_cannot_avoid(report: Any) -> None:
     assert report.ours.total.ip_bytes < 650
 
 
+def test_a_fresh_connection_per_heartbeat_costs_the_handshake_not_curls_headers(
+        bench: ModuleType) -> None:
+    # Over a carrier that forgets idle flows, each heartbeat opens a fresh connection
+    # and drops the idle one with a single reset (not a FIN into a forgotten flow).
+    report = bench.measure(count=6, gap=GAP_S, fresh=True)
+    fresh, steady, curl = report.fresh, report.ours.steady, report.curl.total
+    assert fresh.acked == 6
+    # handshake (3 segments) and the reset of the old one on top of the steady state...
+    assert steady.ip_bytes + 3 * SEGMENT_HEADERS <= fresh.steady.ip_bytes
+    assert fresh.steady.frames <= 8
+    # ...and still less than curl, which adds headers and a FIN exchange
+    assert fresh.steady.ip_bytes < curl.ip_bytes
+    assert "ours, fresh each" in bench.render(report)
+
+
 def test_our_request_is_the_minimal_one(report: Any) -> None:
     body = report.body.encode()
     request = encode_request("POST", BASE_PATH + "/heartbeat", "10.251.0.1:5000", body)

@@ -17,7 +17,11 @@ over TLS, so a client is tested down to its bytes on the wire:
 
 Test knobs, all thread-safe: :meth:`forget`, :meth:`fail_next`,
 :meth:`hangup_next` (read a request, close without answering),
-:meth:`set_delay`, :meth:`drop_connections`, ``keepalive_timeout`` (close
+:meth:`set_delay`, :meth:`drop_connections`, :meth:`set_fault` (a hostile
+or broken server until :meth:`clear_fault`: a status such as 500 or a 404
+to every heartbeat, a redirect, an answer that is not JSON, a huge answer
+streamed without ever being held in memory, an answer dripping out a byte
+at a time), ``keepalive_timeout`` (close
 idle connections as a reverse proxy would), ``keep_alive=False`` (close after
 every answer, as a server without keep-alive does), and the attributes
 ``heartbeat_interval``, ``next_interval`` and ``commands``. Every request is
@@ -91,6 +95,22 @@ class Recorded:
         return next((v for k, v in self.headers if k.lower() == wanted), None)
 
 
+@dataclass(frozen=True)
+class Fault:
+    """A lasting misbehaviour of the server (:meth:`IonMeshServer.set_fault`)."""
+
+    kind: str  # "status", "redirect", "garbage", "huge", "drip"
+    status: int = 500
+    route: str | None = None  # "/heartbeat": only there; None: every request
+    location: str | None = None  # of a redirect
+    size: int = 200 * 1024 * 1024  # of a huge answer
+    declare_length: bool = False  # a huge answer with its Content-Length (else until close)
+    rate: float = 1.0  # bytes per second of a drip
+
+
+FAULT_KINDS = ("status", "redirect", "garbage", "huge", "drip")
+
+
 @dataclass
 class _Client:
     client_id: str
@@ -159,6 +179,10 @@ class _Handler(BaseHTTPRequestHandler):
         delay = owner._delay
         if delay > 0:
             owner._stopping.wait(delay)
+        lasting = owner._lasting_fault(self.path)
+        if lasting is not None and problem is None and fault is None:
+            self._misbehave(lasting, raw, body, arrived)
+            return
         if fault == "hangup":
             self.close_connection = True
             owner._record(self, raw, body, arrived, 0)
@@ -189,6 +213,73 @@ class _Handler(BaseHTTPRequestHandler):
         if length < 0 or length > MAX_BODY:
             return b"", (413, {"status": "error", "message": "Body too large"})
         return self.rfile.read(length), None
+
+    def _misbehave(self, fault: Fault, raw: bytes, body: dict[str, Any] | None,
+                   arrived: float) -> None:
+        owner = self.server.owner
+        if fault.kind == "status":
+            owner._record(self, raw, body, arrived, fault.status)
+            message = "Client not registered" if fault.status == 404 else "Injected failure"
+            self._answer(fault.status, {"status": "error", "message": message})
+            return
+        if fault.kind == "redirect":
+            owner._record(self, raw, body, arrived, 302)
+            self.send_response(302)
+            self.send_header("Location", fault.location or "http://10.251.9.10:5000/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            self.wfile.flush()
+            return
+        if fault.kind == "garbage":
+            owner._record(self, raw, body, arrived, fault.status)
+            data = b"<html><body>Service temporarily unavailable{</body></html>"
+            self.send_response(fault.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+            return
+        if fault.kind == "huge":
+            # Streamed in blocks of zeros: never held in memory, however large.
+            owner._record(self, raw, body, arrived, 200)
+            self.close_connection = True
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            if fault.declare_length:
+                self.send_header("Content-Length", str(fault.size))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            block = b"0" * 65536
+            left = fault.size
+            try:
+                self.wfile.write(b"[")
+                while left > 0 and not owner._stopping.is_set():
+                    chunk = block[: min(left, len(block))]
+                    self.wfile.write(chunk)
+                    left -= len(chunk)
+                self.wfile.flush()
+            except OSError:
+                pass  # the client stopped reading and closed: as it should
+            owner._streamed(fault.size - left)
+            return
+        if fault.kind == "drip":
+            owner._record(self, raw, body, arrived, 200)
+            status, payload = owner._dispatch(self.command, self.path, self.headers, raw, body)
+            data = json.dumps(payload, separators=(",", ":")).encode()
+            head = (f"HTTP/1.1 {status} OK\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(data)}\r\n\r\n").encode()
+            self.close_connection = True
+            try:
+                for i in range(len(head + data)):
+                    self.wfile.write((head + data)[i:i + 1])
+                    self.wfile.flush()
+                    if owner._stopping.wait(1.0 / fault.rate):
+                        break
+            except OSError:
+                pass  # the client gave up: as it should
+            return
+        raise ValueError(f"unknown fault {fault.kind!r}")
 
     def _answer(self, status: int, payload: dict[str, Any]) -> None:
         data = json.dumps(payload, separators=(",", ":")).encode()
@@ -257,13 +348,16 @@ class IonMeshServer:
         self.keepalive_timeout = keepalive_timeout
         self.keep_alive = keep_alive  # False: "Connection: close" on every answer
         self.heartbeat_interval = heartbeat_interval  # said at registration and discover
-        self.next_interval: int | None = None  # said in heartbeat answers; None: the above
+        # said in heartbeat answers (None: the above); any JSON value, to test clients with
+        self.next_interval: Any = None
         self.commands: list[Any] = []  # sent in heartbeat answers
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._clients: dict[str, _Client] = {}
         self._requests: list[Recorded] = []
         self._faults: deque[int | str] = deque()
+        self._fault: Fault | None = None
+        self.streamed_bytes = 0  # of huge answers, what actually left the server
         self._delay = 0.0
         self._connections: set[socket.socket] = set()
         self._thread: threading.Thread | None = None
@@ -321,6 +415,23 @@ class IonMeshServer:
         """Read the next ``n`` requests and close their connection without answering."""
         with self._lock:
             self._faults.extend(["hangup"] * n)
+
+    def set_fault(self, kind: str, **options: Any) -> Fault:
+        """Misbehave on every request (or on ``route`` only) until :meth:`clear_fault`:
+        ``status`` (answer ``status=``), ``redirect`` (302 to ``location=``),
+        ``garbage`` (``status=`` 200 with a body that is not JSON), ``huge`` (a 200
+        of ``size=`` bytes, streamed; ``declare_length=``), ``drip`` (the real answer,
+        ``rate=`` bytes per second)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"fault kind must be one of {', '.join(FAULT_KINDS)}, not {kind!r}")
+        fault = Fault(kind, **options)
+        with self._lock:
+            self._fault = fault
+        return fault
+
+    def clear_fault(self) -> None:
+        with self._lock:
+            self._fault = None
 
     def set_delay(self, seconds: float) -> None:
         """Wait this long before answering each request (0: answer at once)."""
@@ -383,6 +494,20 @@ class IonMeshServer:
     def _untrack(self, conn: socket.socket) -> None:
         with self._lock:
             self._connections.discard(conn)
+
+    def _lasting_fault(self, target: str) -> Fault | None:
+        with self._lock:
+            fault = self._fault
+        if fault is None:
+            return None
+        path = urlsplit(target).path
+        if fault.route is not None and path != self.base_path + fault.route:
+            return None
+        return fault
+
+    def _streamed(self, n: int) -> None:
+        with self._lock:
+            self.streamed_bytes += n
 
     def _take_fault(self) -> int | str | None:
         with self._lock:
@@ -500,7 +625,8 @@ class IonMeshServer:
                 return 404, {"status": "error", "message": "Client not registered"}
             client.last_status = status
             client.last_stats = dict(body.get("stats") or {})
-            interval = self.next_interval or self.heartbeat_interval
+            interval = self.heartbeat_interval if self.next_interval is None \
+                else self.next_interval
             return 200, {"status": "ok", "next_heartbeat_interval": interval,
                          "commands": list(self.commands)}
 

@@ -14,8 +14,11 @@ The router's main table has a default route through each modem, the
 primary's first (metric 10, then 20), as netifd installs them; and an
 mwan3-style rule at preference 1001 that the supervisor must never touch.
 Faults: a carrier can lose its link (the cloud side goes down: no carrier on
-the router's device) or turn into a silent blackhole (link up, everything
-arriving from the router dropped, by an nftables rule in the cloud).
+the router's device), turn into a silent blackhole (link up, everything
+arriving from the router dropped, by an nftables rule in the cloud), or
+forget idle flows as carriers' NAT and firewalls do (the cloud's conntrack
+forgets an established TCP flow idle for a few seconds, does not pick a
+flow up again mid-stream, and drops what arrives on a forgotten one).
 
 Every address is inside the two namespaces; :meth:`close` deletes them, and
 with them every interface and rule.
@@ -198,6 +201,32 @@ class LabNetwork:
                 table,
                 check=False,
             )
+
+    def forget_idle_flows(self, role: str, after_s: int | None) -> None:
+        """The carrier forgets TCP flows idle for ``after_s`` seconds (None: it stops).
+
+        The cloud's own conntrack (``nf_conntrack_tcp_timeout_established``,
+        ``nf_conntrack_tcp_loose=0``, both of the cloud namespace only) and a
+        ``ct state invalid drop`` on what arrives over this carrier: a packet of
+        a forgotten flow silently vanishes, a new connection goes through.
+        """
+        table = f"forget_{role}"
+        nft = ["ip", "netns", "exec", self.cloud, "nft"]
+        if after_s is None:
+            _run(*nft, "delete", "table", "inet", table, check=False)
+            return
+        peer = self.carriers[role].peer
+        script = (
+            f"table inet {table} {{\n chain prerouting {{\n"
+            f"  type filter hook prerouting priority 0;\n"
+            f'  iifname "{peer}" ct state invalid drop\n }}\n}}\n'
+        )
+        # The table first: its ct rule loads conntrack, whose settings then exist.
+        subprocess.run([*nft, "-f", "-"], input=script, text=True, check=True,
+                       capture_output=True)
+        _run("ip", "netns", "exec", self.cloud, "sysctl", "-q", "-w",
+             f"net.netfilter.nf_conntrack_tcp_timeout_established={int(after_s)}",
+             "net.netfilter.nf_conntrack_tcp_loose=0")
 
     # -- looking ----------------------------------------------------------------------
 
