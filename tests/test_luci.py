@@ -577,9 +577,25 @@ config modem 'modem2'
 config routing 'routing'
 
 config escalation 'escalation'
+
+config notify 'notify'
 """
 LISTS = ("pin", "step_cost")
 PARITY_CASES: list[tuple[str, str, str]] = [
+    ("main", "metrics_file", v) for v in ("/var/prometheus/remsim.prom", "remsim.prom", "/a b")
+] + [
+    ("notify", "directory", v) for v in ("/etc/remsim-supervisor/notify.d", "notify.d")
+] + [
+    ("notify", "grace_threshold", v) for v in ("120", "0", "soon")
+] + [
+    ("notify", "timeout", v) for v in ("10", "2.5", "0", "-1", "x")
+] + [
+    ("notify", "webhook", v) for v in (
+        "https://hooks.example.net/remsim?token=abc", "HTTP://hooks.example.net",
+        "http://user:pw@hooks.example.net/x", "ftp://hooks.example.net/x", "hooks.example.net",
+        "https://hooks.example.net:x/", "https://hooks.example.net:70000/", "http://",
+        "https://[::1]:8080/hook", "https://hooks example.net/")
+] + [
     ("main", "grace_period", v) for v in ("300", "0", "-3", "x", "1.5")
 ] + [
     ("main", "data_budget_mb", v) for v in ("100", "0.5", "0", "-1", "lots")

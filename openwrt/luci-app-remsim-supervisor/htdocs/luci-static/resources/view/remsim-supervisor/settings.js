@@ -73,6 +73,24 @@ function url(text) {
 	return true;
 }
 
+function webhook(text) {
+	var example = "as in 'https://hooks.example.net/remsim'";
+	var m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^\/?#]*)/.exec(text), host = '';
+	if (m) {
+		var netloc = m[2].substring(m[2].lastIndexOf('@') + 1);
+		var hp = /^(\[[^\]]*\]|[^:]*)(?::(.*))?$/.exec(netloc), port = hp ? hp[2] : undefined;
+		if (port !== undefined && port !== '' && !/^[0-9]+$/.test(port))
+			return 'is not a valid URL (Port could not be cast to integer value as %s): write it %s'.format(repr(port), example);
+		if (port !== undefined && port !== '' && parseInt(port, 10) > 65535)
+			return 'is not a valid URL (Port out of range 0-65535): write it ' + example;
+		host = hp ? hp[1] : '';
+	}
+	var scheme = m ? m[1].toLowerCase() : '';
+	if ((scheme != 'http' && scheme != 'https') || !host || host == '[]' || /\s/.test(text))
+		return 'must be an http:// or https:// URL with a host, ' + example;
+	return true;
+}
+
 function text(value) {
 	return /[\x00-\x1f\x7f]/.test(value) ? 'must not contain control characters' : true;
 }
@@ -311,6 +329,14 @@ return view.extend({
 		o = s.option(form.Value, 'data_budget_mb', _('Data plan of the IoT SIM (MB/month)'), _('Warns when the heartbeat\'s projected monthly data exceeds it. Empty: none.'));
 		o.validate = check(positive('megabytes'));
 
+		o = s.option(form.Flag, 'metrics', _('Prometheus metrics'), _('Keep a metrics file for the node exporter\'s textfile collector.'));
+		o.default = '1';
+
+		o = s.option(form.Value, 'metrics_file', _('Metrics file'), _('Default: /var/prometheus/remsim_supervisor.prom.'));
+		o.placeholder = '/var/prometheus/remsim_supervisor.prom';
+		o.validate = check(absolutePath('/var/prometheus/remsim_supervisor.prom'));
+		o.depends('metrics', '1');
+
 		s = m.section(form.TypedSection, 'ionmesh', _('IonMesh'));
 		s.anonymous = true;
 		s.addremove = false;
@@ -449,6 +475,28 @@ return view.extend({
 
 		o = s.option(form.DynamicList, 'step_cost', _('Step durations'), _('RUNG=SECONDS or MODEL:RUNG=SECONDS, instead of the built-in figures.'));
 		o.validate = listCheck(stepCost);
+
+		s = m.section(form.TypedSection, 'notify', _('Notifications'), _('Path changes, failed and recovered modems, recovery steps, low grace and server errors: scripts in the directory run once per event with REMSIM_* variables; ubus listeners hear remsim-supervisor.EVENT.'));
+		s.anonymous = true;
+		s.addremove = false;
+
+		o = s.option(form.Value, 'directory', _('Script directory'), _('Executable scripts run per event (default /etc/remsim-supervisor/notify.d).'));
+		o.placeholder = '/etc/remsim-supervisor/notify.d';
+		o.validate = check(absolutePath('/etc/remsim-supervisor/notify.d'));
+
+		o = s.option(form.Value, 'grace_threshold', _('Low grace'), _('Seconds of grace left below which a grace_low event fires (default 120).'));
+		o.placeholder = '120';
+		o.validate = check(integer(1, null, 'seconds'));
+
+		o = s.option(form.Value, 'timeout', _('Time limit'), _('Seconds a script or the webhook may take (default 10).'));
+		o.placeholder = '10';
+		o.validate = check(positive('seconds'));
+
+		o = s.option(form.Value, 'webhook', _('Webhook'), _('A URL each event is POSTed to as JSON. Empty: none.'));
+		o.validate = check(webhook);
+
+		o = s.option(form.Flag, 'webhook_via_iot', _('Webhook over the IoT modem'), _('Allow the webhook to leave through the IoT modem (its plan is for the heartbeat).'));
+		o.default = '0';
 
 		return m.render();
 	}
