@@ -121,7 +121,7 @@ def run(config_path: str, log_stderr: bool) -> None:
         code = run_daemon(config)
     except StartupError as exc:
         log.error("%s", exc)
-        fail(str(exc), 1)
+        fail(str(exc), exc.exit_code)
     except PermissionError as exc:
         fail(f"{exc.strerror}: {exc.filename} (run as root)", 1)
     sys.exit(code)
@@ -143,16 +143,21 @@ def check_config(config_path: str) -> None:
 @cli.command()
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(config_path: str, as_json: bool) -> None:
+@click.option("--show-identifiers", is_flag=True,
+              help="Show IMEI, IMSI and ICCID in full (masked otherwise).")
+def status(config_path: str, as_json: bool, show_identifiers: bool) -> None:
     """Show the running daemon's state."""
+    from remsim_supervisor.statusview import mask_identifiers, render
+
     answer = ask(config_path, {"cmd": "status"})
     if not answer.get("ok"):
         fail(str(answer.get("error", "the daemon refused the request")), 1)
     state = answer["status"]
+    if not show_identifiers:
+        state = mask_identifiers(state)
     if as_json:
         click.echo(json.dumps(state, indent=2, sort_keys=True))
         return
-    from remsim_supervisor.statusview import render
 
     click.echo(render(state))
 

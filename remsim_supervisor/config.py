@@ -206,6 +206,8 @@ class SupervisorConfig:
     log_level: str = "info"
     control_socket: str = "/var/run/remsim-supervisor.sock"
     data_budget_mb: float | None = None
+    metrics: bool = True  # keep metrics_file current
+    metrics_file: str = "/var/prometheus/remsim_supervisor.prom"
 
 
 def mask_secret(secret: str | None) -> str | None:
@@ -224,6 +226,8 @@ class IonmeshConfig:
     mcc_mnc: str | None = None
     api_key: str | None = None
     heartbeat_interval: int = 60
+    # the shortest interval taken from the server (a shorter one is clamped up to it)
+    min_heartbeat_interval: int = 10
     timeout: float = 10.0
     ca_file: str | None = None  # None: the system store
 
@@ -277,6 +281,15 @@ class EscalationConfig:
 
 
 @dataclass(frozen=True)
+class NotifyConfig:
+    directory: str = "/etc/remsim-supervisor/notify.d"  # executable scripts, run per event
+    webhook: str | None = None  # a URL the events are POSTed to as JSON
+    webhook_via_iot: bool = False  # 1: the webhook may leave through the IoT modem
+    grace_threshold: int = 120  # seconds of grace left below which grace_low fires
+    timeout: float = 10.0  # seconds a script or the webhook may take
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     supervisor: SupervisorConfig
@@ -284,6 +297,7 @@ class Config:
     modems: tuple[ModemConfig, ...]
     routing: RoutingConfig
     escalation: EscalationConfig
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
 
     def modem(self, name: str) -> ModemConfig | None:
         return next((m for m in self.modems if m.name == name), None)
@@ -400,6 +414,20 @@ def _secret(text: str) -> str:
     # never echo the value: a problem line ends up in logs and bug reports
     if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in text):
         raise _Bad("must not contain spaces or control characters (value not shown)")
+    return text
+
+
+def _webhook(text: str) -> str:
+    """A webhook URL: http(s) and a host; a path or query may carry its token."""
+    example = "as in 'https://hooks.example.net/remsim'"
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError as e:
+        raise _Bad(f"is not a valid URL ({e}): write it {example}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname \
+            or any(c.isspace() for c in text):
+        raise _Bad(f"must be an http:// or https:// URL with a host, {example}")
     return text
 
 
@@ -566,6 +594,8 @@ _SECTIONS: dict[str, dict[str, _Opt]] = {
         "log_level": _Opt(_choice(LOG_LEVELS)),
         "control_socket": _Opt(_absolute_path("/var/run/remsim-supervisor.sock")),
         "data_budget_mb": _Opt(_positive("megabytes")),
+        "metrics": _Opt(_boolean),
+        "metrics_file": _Opt(_absolute_path("/var/prometheus/remsim_supervisor.prom")),
     },
     "ionmesh": {
         "url": _Opt(_url),
@@ -575,6 +605,7 @@ _SECTIONS: dict[str, dict[str, _Opt]] = {
         "mcc_mnc": _Opt(_mcc_mnc),
         "api_key": _Opt(_secret),
         "heartbeat_interval": _Opt(_integer(10, 3600, _SECONDS)),
+        "min_heartbeat_interval": _Opt(_integer(1, 3600, _SECONDS)),
         "timeout": _Opt(_positive(_SECONDS)),
         "ca_file": _Opt(_absolute_path("/etc/ssl/certs/ca-certificates.crt")),
     },
@@ -610,7 +641,14 @@ _SECTIONS: dict[str, dict[str, _Opt]] = {
         "max_resets_per_hour": _Opt(_integer(1)),
     },
 }
-_SINGLETONS = ("supervisor", "ionmesh", "routing", "escalation")
+_SECTIONS["notify"] = {
+    "directory": _Opt(_absolute_path("/etc/remsim-supervisor/notify.d")),
+    "webhook": _Opt(_webhook),
+    "webhook_via_iot": _Opt(_boolean),
+    "grace_threshold": _Opt(_integer(1, None, _SECONDS)),
+    "timeout": _Opt(_positive(_SECONDS)),
+}
+_SINGLETONS = ("supervisor", "ionmesh", "routing", "escalation", "notify")
 
 
 # --- the reading ------------------------------------------------------------------------------
@@ -879,7 +917,7 @@ def parse_config(text: str, path: str, environ: Mapping[str, str] | None = None)
         values, wrong = r.convert(sections[0])
         return sections[0], values, wrong
 
-    _, sup_values, _ = single("supervisor")
+    _, sup_values, sup_wrong = single("supervisor")
     supervisor = SupervisorConfig(**sup_values)
     ion_section, ion_values, ion_wrong = single("ionmesh")
     if "url" not in ion_values and "url" not in ion_wrong:
@@ -897,20 +935,27 @@ def parse_config(text: str, path: str, environ: Mapping[str, str] | None = None)
                     "KI_PROXY_SWSIM: the MCC and MNC of the SIM's carrier, as in '26201'")
     _, routing_values, _ = single("routing")
     routing = RoutingConfig(**routing_values)
-    esc_section, esc_values, _ = single("escalation")
+    esc_section, esc_values, esc_wrong = single("escalation")
     escalation = EscalationConfig(**esc_values)
+    _, notify_values, _ = single("notify")
+    notify = NotifyConfig(**notify_values)
 
     sup_section = groups["supervisor"][0] if groups["supervisor"] else None
-    _check_shorter(r, "ionmesh", ion_section, "heartbeat_interval", ionmesh.heartbeat_interval,
-                   sup_section, supervisor.grace_period)
-    _check_shorter(r, "escalation", esc_section, "margin", escalation.margin,
-                   sup_section, supervisor.grace_period)
+    # One mistake, one line: a value its own check rejected stands in for
+    # nothing, so neither it nor the default in its place is cross-checked.
+    if "grace_period" not in sup_wrong:
+        if "heartbeat_interval" not in ion_wrong:
+            _check_shorter(r, "ionmesh", ion_section, "heartbeat_interval",
+                           ionmesh.heartbeat_interval, sup_section, supervisor.grace_period)
+        if "margin" not in esc_wrong:
+            _check_shorter(r, "escalation", esc_section, "margin", escalation.margin,
+                           sup_section, supervisor.grace_period)
 
     modems = _modems(r, groups["modem"], dual)
     r.problems.sort(key=lambda p: (p.file == ENVIRONMENT, p.line))
     if r.problems:
         raise ConfigError(r.problems)
-    return Config(path, supervisor, ionmesh, modems, routing, escalation)
+    return Config(path, supervisor, ionmesh, modems, routing, escalation, notify)
 
 
 def _check_shorter(r: _Reader, kind: str, section: _Section | None, option: str, value: int,

@@ -17,6 +17,20 @@ object on one line back, then the connection closes. Requests carry
                                                -> {"ok": true}
     {"cmd": "reload"}                          -> {"ok": true} or {"ok": false, "error": "..."}
 
+Limits. The socket is root's, but a confused or broken client must not
+hurt the daemon either: at most :data:`MAX_CONNECTIONS` connections are
+served at once (one more is answered "too many" and closed), a client that
+sends no complete request within :data:`IDLE_TIMEOUT_S` is answered and
+closed, a request is at most :data:`MAX_REQUEST` bytes and nests JSON at
+most :data:`MAX_DEPTH` deep, and every field has the type its command
+expects (:func:`parse_request`). Every refusal is a one-line ``"error"``
+answer; none is logged as a failure of the daemon's.
+
+The socket file is created by the daemon and removed when it stops. At
+start a *socket* left at that path by a crash is removed; anything else
+there (a regular file, a directory, a symlink) is refused and left alone
+(:func:`clear_stale_socket`).
+
 The client side is deliberately stdlib-only and blocking so that short
 commands (``status``, the hotplug hand-off) start fast on a router: it must
 not pull asyncio or pyroute2 in.
@@ -28,10 +42,23 @@ import errno
 import json
 import os
 import socket
+import stat
 import struct
 from typing import Any
 
 MAX_MESSAGE = 1 << 20  # a status object is a few kB; refuse anything absurd
+
+#: Longest request line the daemon reads (the largest real one, a hotplug
+#: event's environment, is well under 4 kB).
+MAX_REQUEST = 64 * 1024
+#: Deepest nesting of objects and arrays in a request (real ones use 2).
+MAX_DEPTH = 8
+#: Connections served at once; more are refused at once.
+MAX_CONNECTIONS = 32
+#: Seconds a client has to send its request.
+IDLE_TIMEOUT_S = 5.0
+#: Longest timeout (s) a request may ask for, by command.
+MAX_TIMEOUT_S = {"at": 600.0, "reset": 3600.0}
 
 
 class ControlError(Exception):
@@ -40,6 +67,136 @@ class ControlError(Exception):
 
 class DaemonNotRunning(ControlError):
     pass
+
+
+class BadRequest(ControlError):
+    """A request the daemon will not act on; the message is the one-line answer."""
+
+
+class NotASocket(ControlError):
+    """Something other than a socket sits where the control socket belongs."""
+
+
+# Fields each request may carry, with the types they must have. ``None`` is
+# always allowed for an optional field; ``bool`` never counts as a number.
+_NUMBER = (int, float)
+_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    "status": {},
+    "reload": {},
+    "at": {"modem": (str,), "command": (str,), "timeout": _NUMBER},
+    "reset": {"modem": (str,), "level": (str,), "timeout": _NUMBER},
+    "hotplug": {"subsystem": (str,), "env": (dict,)},
+    "event": {"cause": (str,), "env": (dict,), "origin": (dict,)},
+}
+_REQUIRED = {"at": ("modem", "command"), "reset": ("modem",), "event": ("cause",)}
+_TYPE_NAMES = {str: "a string", dict: "an object", int: "a number", float: "a number"}
+
+
+def json_depth(text: str, limit: int) -> int:
+    """The nesting depth of the JSON ``text``, counting no further than ``limit + 1``.
+
+    A linear scan that skips strings: deep nesting is refused before the
+    recursive ``json`` decoder ever sees it.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    return deepest
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def parse_request(line: bytes) -> dict[str, Any]:
+    """The request on one line, checked; BadRequest with a one-line message otherwise."""
+    if len(line) > MAX_REQUEST:
+        raise BadRequest(f"request larger than {MAX_REQUEST} bytes")
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("request is not UTF-8") from None
+    if not text.strip():
+        raise BadRequest("empty request: send one JSON object on one line")
+    if json_depth(text, MAX_DEPTH) > MAX_DEPTH:
+        raise BadRequest(f"request nests deeper than {MAX_DEPTH} levels")
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BadRequest(f"request is not JSON: {first}") from None
+    if not isinstance(value, dict):
+        raise BadRequest("a request must be a JSON object")
+    cmd = value.get("cmd")
+    if not isinstance(cmd, str):
+        raise BadRequest("a request needs \"cmd\" as a string")
+    fields = _FIELDS.get(cmd)
+    if fields is None:
+        raise BadRequest(f"unknown request {cmd[:40]!r}: one of {', '.join(sorted(_FIELDS))}")
+    for name, types in fields.items():
+        item = value.get(name)
+        if item is None:
+            if name in _REQUIRED.get(cmd, ()):
+                raise BadRequest(f"{cmd}: {name!r} is required")
+            continue
+        if isinstance(item, bool) or not isinstance(item, types):
+            raise BadRequest(f"{cmd}: {name!r} must be {_TYPE_NAMES[types[0]]}")
+    if "env" in fields and isinstance(value.get("env"), dict):
+        for key, item in value["env"].items():
+            if not isinstance(item, str):
+                raise BadRequest(f"{cmd}: env {key[:40]!r} must be a string")
+    if "timeout" in fields and value.get("timeout") is not None:
+        top = MAX_TIMEOUT_S[cmd]
+        try:
+            timeout = float(value["timeout"])
+        except OverflowError:
+            timeout = float("inf")
+        if not 0 < timeout <= top:
+            raise BadRequest(f"{cmd}: 'timeout' must be more than 0 and at most {top:g} s")
+    return value
+
+
+def clear_stale_socket(path: str) -> None:
+    """Make ``path`` free for the daemon's socket, touching nothing but a stale socket.
+
+    A socket no daemon answers on (left by a crash) is removed. A live daemon's
+    socket raises ControlError; anything that is not a socket raises NotASocket
+    and stays as it is.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        kind = ("a symbolic link" if stat.S_ISLNK(mode) else "a directory" if stat.S_ISDIR(mode)
+                else "a regular file" if stat.S_ISREG(mode) else "not a socket")
+        raise NotASocket(f"control_socket {path} exists and is {kind}, not a socket: left "
+                         "untouched; remove it or set another control_socket")
+    if socket_in_use(path):
+        raise ControlError(f"another remsim-supervisor answers on {path}: stop it first")
+    os.unlink(path)
+
+
+def remove_socket(path: str) -> None:
+    """Remove the daemon's socket at ``path``, if a socket is what is there."""
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def encode(message: dict[str, Any]) -> bytes:

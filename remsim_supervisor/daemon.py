@@ -51,6 +51,9 @@ from remsim_supervisor.modem.lines import (
 )
 from remsim_supervisor.modem.runner import ModemRunner, RunnerSettings
 from remsim_supervisor.netlink import LinkMonitor
+from remsim_supervisor.notify import Notifier, Watcher, route_device
+from remsim_supervisor.publish import STATUS_FILE, Publisher
+from remsim_supervisor.statusview import mask_identifiers
 from remsim_supervisor.transport import DEFAULT_LOCK_DIR, AtTimeout, PortError, in_daemon_thread
 
 log = logging.getLogger("remsim_supervisor.daemon")
@@ -68,6 +71,10 @@ def settings_from_env(environ: Mapping[str, str]) -> RunnerSettings:
 
 class StartupError(Exception):
     """The daemon cannot start; one line saying why and what to do."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # 2: the configuration names something unusable
 
 
 class Daemon:
@@ -101,6 +108,15 @@ class Daemon:
         self._stop = asyncio.Event()
         self._server: asyncio.AbstractServer | None = None
         self._socket_path = config.supervisor.control_socket
+        self.notifier = Notifier(None)
+        self.publisher = Publisher(
+            self.status, status_file=os.path.join(self.state_dir, STATUS_FILE),
+            metrics_file=None, watcher=Watcher(0), notifier=self.notifier,
+            mask=mask_identifiers)
+        self._configure_owner_view(config)
+        self.heartbeat.on_move = self.publisher.poke
+        self._view_tasks: list[asyncio.Task[None]] = []
+        self._control_clients = 0
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -117,6 +133,12 @@ class Daemon:
         for modem in self.config.modems:
             self._start_modem(modem)
         self._start_sim_switcher()
+        self._view_tasks = [
+            asyncio.create_task(self._keep(self.publisher.run, "status publisher"),
+                                name="status publisher"),
+            asyncio.create_task(self._keep(self.notifier.run, "notifications"),
+                                name="notifications"),
+        ]
         self._heartbeat_task = asyncio.create_task(self._guard_heartbeat(), name="heartbeat")
         if self.config.escalation.enabled:
             self._guardian_task = asyncio.create_task(
@@ -149,7 +171,8 @@ class Daemon:
             self._heartbeat_task.cancel()
             await asyncio.wait({self._heartbeat_task}, timeout=0.5)
             await self.heartbeat.stop(budget_s=1.5)
-        tasks = list(self.tasks.values())
+        tasks = list(self.tasks.values()) + self._view_tasks
+        self._view_tasks = []
         if self._sims_task is not None:
             tasks.append(self._sims_task)
         for task in tasks:
@@ -168,8 +191,8 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
             self._server = None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._socket_path)
+        control.remove_socket(self._socket_path)
+        self.publisher.withdraw()
         log.info("stopped")
 
     def _start_modem(self, modem: ModemConfig) -> None:
@@ -284,6 +307,7 @@ class Daemon:
         old = self.config
         self.config = new
         logsetup.set_level(new.supervisor.log_level)
+        self._configure_owner_view(new)
         if new.supervisor.control_socket != old.supervisor.control_socket:
             log.warning("control_socket changes take effect at the next start")
         old_modems = {mc.name: mc for mc in old.modems}
@@ -306,6 +330,30 @@ class Daemon:
         message = f"configuration reloaded; restarted: {', '.join(changed) or 'nothing'}"
         log.info(message)
         return True, message
+
+    # -- the owner's view: status file, metrics, notifications ---------------------
+
+    def _configure_owner_view(self, config: Config) -> None:
+        """Apply the metrics and notify options (at start and on every reload)."""
+        sup, notify = config.supervisor, config.notify
+        self.publisher.set_metrics_file(sup.metrics_file if sup.metrics else None)
+        self.publisher.watcher.grace_threshold = notify.grace_threshold
+        self.notifier.directory = notify.directory
+        self.notifier.timeout = notify.timeout
+        self.notifier.webhook = notify.webhook
+        self.notifier.webhook_allowed = (
+            (lambda: True) if notify.webhook_via_iot else self._webhook_avoids_iot)
+
+    def _webhook_avoids_iot(self) -> bool:
+        """Whether the route to the webhook leaves through a device other than the
+        IoT modem's (called in a worker thread: it resolves and asks the kernel)."""
+        iot = self.config.by_role("iot")
+        runner = self.runners.get(iot.name) if iot is not None else None
+        device = runner.data_device if runner is not None else None
+        url = self.config.notify.webhook
+        if device is None or url is None:
+            return True
+        return route_device(url) != device
 
     # -- modem actions: resets and SIM lines ---------------------------------------
 
@@ -412,42 +460,58 @@ class Daemon:
         directory = os.path.dirname(path) or "."
         if not os.path.isdir(directory):
             raise StartupError(f"control socket directory {directory} does not exist")
-        if os.path.exists(path) or os.path.islink(path):
-            if control.socket_in_use(path):
-                raise StartupError(f"another remsim-supervisor answers on {path}: stop it first")
-            os.unlink(path)  # left by a crash
+        try:
+            control.clear_stale_socket(path)  # a socket left by a crash; nothing else
+        except control.NotASocket as exc:
+            raise StartupError(str(exc), exit_code=2) from None
+        except control.ControlError as exc:
+            raise StartupError(str(exc)) from None
         old_umask = os.umask(0o177)
         try:
-            self._server = await asyncio.start_unix_server(self._serve, path=path)
+            self._server = await asyncio.start_unix_server(
+                self._serve, path=path, limit=control.MAX_REQUEST + 2)
         finally:
             os.umask(old_umask)
         os.chmod(path, 0o600)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._control_clients += 1
         try:
-            sock: socket.socket | None = writer.get_extra_info("socket")
-            if sock is None or not control.peer_allowed(control.peer_uid(sock)):
-                writer.write(
-                    control.encode({"ok": False, "error": "only root may use the control socket"})
-                )
-                return
-            try:
-                line = await asyncio.wait_for(reader.readline(), 5.0)
-                request = control.decode(line)
-            except (TimeoutError, ValueError, UnicodeDecodeError) as exc:
-                writer.write(control.encode({"ok": False, "error": f"bad request: {exc}"}))
-                return
-            try:
-                answer = await self.handle(request)
-            except Exception as exc:
-                log.exception("control request %r failed", request.get("cmd"))
-                answer = {"ok": False, "error": f"internal error: {exc}"}
+            answer = await self._answer(reader, writer)
             writer.write(control.encode(answer))
-            await writer.drain()
-        except (ConnectionError, OSError):
+            await asyncio.wait_for(writer.drain(), control.IDLE_TIMEOUT_S)
+        except (ConnectionError, OSError, TimeoutError):
             pass
         finally:
+            self._control_clients -= 1
             writer.close()
+
+    async def _answer(self, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> dict[str, Any]:
+        """One connection's answer; every refusal is one line (limits: control's doc)."""
+        if self._control_clients > control.MAX_CONNECTIONS:
+            return {"ok": False, "error": f"busy: more than {control.MAX_CONNECTIONS} control "
+                    "connections at once; try again"}
+        sock: socket.socket | None = writer.get_extra_info("socket")
+        if sock is None or not control.peer_allowed(control.peer_uid(sock)):
+            return {"ok": False, "error": "only root may use the control socket"}
+        try:
+            line = await asyncio.wait_for(reader.readline(), control.IDLE_TIMEOUT_S)
+            request = control.parse_request(line)
+        except TimeoutError:
+            return {"ok": False, "error": "bad request: no complete request within "
+                    f"{control.IDLE_TIMEOUT_S:g} s"}
+        except ValueError:  # the reader's limit: a line longer than MAX_REQUEST
+            return {"ok": False, "error": f"bad request: request larger than "
+                    f"{control.MAX_REQUEST} bytes"}
+        except control.BadRequest as exc:
+            return {"ok": False, "error": f"bad request: {exc}"}
+        try:
+            return await self.handle(request)
+        except Exception as exc:
+            log.exception("control request %r failed", request.get("cmd"))
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            return {"ok": False, "error": f"internal error: {first}"}
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         cmd = request.get("cmd")

@@ -1,8 +1,30 @@
-"""The human form of ``remsim-supervisor status``: the JSON status on one screen."""
+"""The human form of ``remsim-supervisor status``: the JSON status on one screen.
+
+Identities (IMEI, IMSI, ICCID) are masked as in the logs, in the JSON form
+too (:func:`mask_identifiers`): status output gets pasted into tickets. The
+daemon answers with them in full over its root-only socket; ``status
+--show-identifiers`` prints them so.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from remsim_supervisor.log import mask
+
+#: Keys whose values are identities, wherever they appear in the status.
+IDENTIFIER_KEYS = frozenset({"imei", "imsi", "iccid"})
+
+
+def mask_identifiers(value: Any) -> Any:
+    """A copy of ``value`` with every identity masked to its last four characters."""
+    if isinstance(value, dict):
+        return {k: (mask(v) if v is not None and str(k).lower() in IDENTIFIER_KEYS
+                    else mask_identifiers(v))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_identifiers(v) for v in value]
+    return value
 
 
 def _signal(signal: dict[str, Any]) -> str:
@@ -36,6 +58,8 @@ def render(status: dict[str, Any]) -> str:
             f"{grace.get('period_s')} s; last acknowledged heartbeat "
             f"{'never' if age is None else f'{age:.0f} s ago'}"
         )
+        if grace.get("at_risk"):
+            lines.append(f"          AT RISK: {grace['at_risk']}")
     hb = status.get("heartbeat")
     if hb:
         per = hb.get("bytes_per_heartbeat")
@@ -49,6 +73,14 @@ def render(status: dict[str, Any]) -> str:
         )
         if hb.get("last_error"):
             lines.append(f"          last error: {hb['last_error']}")
+        trouble = hb.get("server_error")
+        if trouble:
+            lines.append(
+                f"          IonMesh not acknowledging: {trouble.get('count')} in a row for "
+                f"{trouble.get('since_s')} s (the path works and stays)"
+            )
+        if hb.get("schedule_fault"):
+            lines.append(f"          behind schedule: {hb['schedule_fault']}")
     routes = status.get("routes")
     if routes:
         pinned = ", ".join(
@@ -78,6 +110,13 @@ def render(status: dict[str, Any]) -> str:
             f"{'':<10} signal: {_signal(m.get('signal') or {})}; "
             f"data {m.get('device') or '-'} {m.get('link') or '-'}; {m.get('reason', '')}"
         )
+        identity = m.get("identity") or {}
+        ids = [f"{label} {identity[key]}" for key, label in
+               (("imei", "IMEI"), ("imsi", "IMSI"), ("iccid", "ICCID")) if identity.get(key)]
+        if ids:
+            lines.append(f"{'':<10} {', '.join(ids)}")
+        if m.get("at_dropped_bytes"):
+            lines.append(f"{'':<10} AT port flooding: {m['at_dropped_bytes']} bytes dropped")
     recoveries = status.get("recoveries") or []
     if recoveries:
         lines.append("")

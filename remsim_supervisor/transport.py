@@ -22,6 +22,14 @@ read into ``EIO``. So:
 :class:`AtChannel` joins a port and the sans-I/O :class:`~remsim_supervisor.at.engine.AtEngine`:
 one command at a time (an ``asyncio.Lock``), each with a timeout, URCs handed
 to a callback as they arrive.
+
+A port that floods (a modem spraying garbage at 1 MB/s) must not starve the
+event loop: a :class:`ByteBudget` lets at most :data:`MAX_BYTES_PER_S` bytes
+a second (bursts up to :data:`BURST_BYTES`) through to the engine. The rest
+is read and dropped, counted, and logged at most once a minute; the engine
+is told of the gap so that no line is stitched together across it. No real
+AT conversation comes near the rate: a serial line at 115200 baud carries
+11.5 kB/s, and the longest AT answers are a few kB.
 """
 
 from __future__ import annotations
@@ -31,11 +39,12 @@ import errno
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from remsim_supervisor.at.engine import AtEngine, Noise, Response, Urc
+from remsim_supervisor.at.engine import AtEngine, Noise, Overflow, Response, Urc
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,14 @@ T = TypeVar("T")
 DEFAULT_LOCK_DIR = "/var/lock"
 CLOSE_WAIT_S = 1.0
 OPEN_TIMEOUT_S = 5.0
+READ_SIZE = 16384
+
+#: Bytes a second one AT port may feed the engine; the excess is dropped.
+MAX_BYTES_PER_S = 32 * 1024
+#: Bytes the port may send at once before the rate applies (one maximal reply).
+BURST_BYTES = 64 * 1024
+#: Least seconds between two log lines about one port's dropped bytes.
+DROP_LOG_INTERVAL_S = 60.0
 
 
 class PortError(Exception):
@@ -60,6 +77,62 @@ class PortGone(PortError):
 
 class AtTimeout(Exception):
     """No final result code arrived within the command's timeout."""
+
+
+class AtOverflow(AtTimeout):
+    """The reply grew past the engine's caps without a final result code.
+
+    To the caller this is a command that got no usable answer, as a timeout
+    is: a modem that babbles endlessly counts towards being wedged.
+    """
+
+
+class ByteBudget:
+    """A token bucket of bytes per second for one port; the clock is injected.
+
+    :meth:`admit` says how many of the bytes just read may go on; the rest are
+    dropped and counted in :attr:`dropped`. :meth:`report` returns the bytes
+    dropped since the last report at most once per ``log_interval``
+    seconds, so the caller logs a flood once a minute, not once a read.
+    """
+
+    def __init__(self, rate: float = MAX_BYTES_PER_S, burst: float = BURST_BYTES,
+                 clock: Callable[[], float] = time.monotonic,
+                 log_interval: float = DROP_LOG_INTERVAL_S) -> None:
+        if rate <= 0 or burst <= 0:
+            raise ValueError("rate and burst must be positive")
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self.clock = clock
+        self.log_interval = log_interval
+        self.dropped = 0
+        self._tokens = float(burst)
+        self._last = clock()
+        self._unreported = 0
+        self._reported_at: float | None = None
+
+    def admit(self, size: int) -> int:
+        now = self.clock()
+        elapsed = max(0.0, now - self._last)
+        self._last = now
+        self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
+        passed = min(size, int(self._tokens))
+        self._tokens -= passed
+        if passed < size:
+            self.dropped += size - passed
+            self._unreported += size - passed
+        return passed
+
+    def report(self) -> int | None:
+        """Bytes dropped since the last report, when a report is due; else None."""
+        if not self._unreported:
+            return None
+        now = self.clock()
+        if self._reported_at is not None and now - self._reported_at < self.log_interval:
+            return None
+        self._reported_at = now
+        count, self._unreported = self._unreported, 0
+        return count
 
 
 def pid_alive(pid: int) -> bool:
@@ -262,7 +335,7 @@ class SerialPort:
     def _readable(self) -> None:
         assert self._fd is not None
         try:
-            data = os.read(self._fd, 4096)
+            data = os.read(self._fd, READ_SIZE)
         except BlockingIOError:
             return
         except OSError as exc:
@@ -337,15 +410,34 @@ class SerialPort:
 class AtChannel:
     """AT commands over one :class:`SerialPort`, one at a time, each with a timeout."""
 
-    def __init__(self, port: SerialPort, on_urc: Callable[[str], None] | None = None) -> None:
+    def __init__(self, port: SerialPort, on_urc: Callable[[str], None] | None = None,
+                 budget: ByteBudget | None = None, name: str | None = None) -> None:
         self.port = port
         self.engine = AtEngine()
         self.on_urc = on_urc
+        self.budget = budget if budget is not None else ByteBudget()
+        self.name = name or port.path
         self._lock = asyncio.Lock()
         self._waiter: asyncio.Future[Response] | None = None
+        self._cut = False  # bytes were dropped since the last admitted ones
         port.on_data = self._on_data
 
     def _on_data(self, data: bytes) -> None:
+        passed = self.budget.admit(len(data))
+        if passed and self._cut:
+            self._cut = False
+            self.engine.gap()
+        if passed < len(data):
+            data = data[:passed]
+            self._cut = True
+            dropped = self.budget.report()
+            if dropped is not None:
+                log.warning(
+                    "%s: %s sends more than %d bytes/s; dropped %d bytes (%d in all)",
+                    self.name, self.port.path, self.budget.rate, dropped, self.budget.dropped,
+                )
+            if not data:
+                return
         try:
             events = self.engine.feed(data)
         except Exception:  # the engine must never take the port down with it
@@ -356,6 +448,9 @@ class AtChannel:
             if isinstance(event, Response):
                 if self._waiter is not None and not self._waiter.done():
                     self._waiter.set_result(event)
+            elif isinstance(event, Overflow):
+                if self._waiter is not None and not self._waiter.done():
+                    self._waiter.set_exception(AtOverflow(event.message))
             elif isinstance(event, Urc):
                 if self.on_urc is not None:
                     self.on_urc(event.line)

@@ -30,6 +30,17 @@ How the families that are not plain "field = value" are checked:
   accepted, the result being the raw value less its 'F' filler.
 * ``cpin``: ``expect_prefix`` is an input of ModemManager's +CPIN parser,
   passed to ours as ``prefix``; ModemManager's lock "none" is our "ready".
+* ``cgact``, ``cgdcont``: ``error`` is ModemManager's parse error: the
+  parser in strict mode refuses a line it cannot read, or the reply ends in
+  an error code. ``cgcontrdp``: ``error`` means nothing readable.
+* ``exception`` / ``raises`` (python-gsmmodem's exception notes), and
+  ``error`` in a family without an error field of its own, are checked
+  against what the reply means to our parsers (:func:`predicted_exception`):
+  an error final is the CmeError/CmsError/CommandError it carries; for a
+  registration, searching is gsmmodem's TimeoutException (it keeps
+  waiting) and neither registered nor searching its InvalidStateException;
+  a reply the family's parser cannot read is a CommandError; else none. A
+  ``gsmmodem`` note naming an exception is checked the same way.
 * Keys that only describe the case (``note``, ``layout``, ``table``) are not
   compared. Any other key without a mapping fails the case, so a held-out
   field cannot pass unseen.
@@ -271,6 +282,8 @@ def check_registration(case: Case) -> None:
         if "not searching" in note:
             ok = not reg.registered and reg.state != "searching"
             return note if ok else f"state={reg.state}"
+        if _EXCEPTION_NAME.search(note):
+            return note  # the exception it names is checked by check_exception_notes
         raise Mismatch(f"gsmmodem note not understood: {note!r}")
 
     mapping["gsmmodem"] = gsmmodem
@@ -410,6 +423,18 @@ def check_identity(parser: Callable[[Any], str | None], key: str) -> Callable[[C
     return check
 
 
+def _strict_error(parse: Callable[..., object], response: str) -> bool:
+    """ModemManager's error flag: a line the parser cannot read, or an error final."""
+    final = find_final(response)
+    if final is not None and final.is_error:
+        return True
+    try:
+        parse(response, strict=True)
+    except ValueError:
+        return True
+    return False
+
+
 def check_cgdcont(case: Case) -> None:
     got = P.parse_cgdcont(case["response"])
     want = case["expected"]["contexts"]
@@ -425,20 +450,29 @@ def check_cgdcont(case: Case) -> None:
             out.append({"cid": ctx.cid, "pdp_type": shown, "apn": ctx.apn})
         return out + [{"extra": c} for c in got[len(want):]]
 
-    compare(case["expected"], {"contexts": contexts})
+    compare(case["expected"], {
+        "contexts": contexts,
+        "error": lambda: _strict_error(P.parse_cgdcont, case["response"])})
 
 
 def check_cgact(case: Case) -> None:
     got = P.parse_cgact(case["response"])
     compare(case["expected"], {
-        "contexts": lambda: [{"cid": c.cid, "active": c.active} for c in got]})
+        "contexts": lambda: [{"cid": c.cid, "active": c.active} for c in got],
+        "error": lambda: _strict_error(P.parse_cgact, case["response"])})
 
 
 def check_cgcontrdp(case: Case) -> None:
-    x = need(P.parse_cgcontrdp(case["response"]), "parse_cgcontrdp")
-    compare(case["expected"], attrs(
-        x, "cid", "bearer_id", "apn", "local_address", "subnet", "gateway_address",
-        "dns_primary_address", "dns_secondary_address"))
+    x = P.parse_cgcontrdp(case["response"])
+    exp = case["expected"]
+    if exp.get("error") is True:
+        compare(exp, {"error": lambda: x is None})
+        return
+    x = need(x, "parse_cgcontrdp")
+    m = attrs(x, "cid", "bearer_id", "apn", "local_address", "subnet", "gateway_address",
+              "dns_primary_address", "dns_secondary_address")
+    m["error"] = lambda: False
+    compare(exp, m)
 
 
 def check_cgev(case: Case) -> None:
@@ -576,12 +610,79 @@ def check_transcript(case: Case) -> None:
              parser(responses[0].lines), parser(case["response"]))
 
 
+# Families whose checks map ``error`` themselves.
+OWN_ERROR_FIELD = frozenset({"error_code", "iccid", "cgact", "cgdcont", "cgcontrdp"})
+_EXCEPTION_NAME = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*(?:Error|Exception))\b")
+
+
+def exception_name(value: object) -> str | None:
+    """The exception a note names ("gsmmodem.exceptions.CmeError: 22" -> CmeError)."""
+    if value in (None, False, "", "none", "None"):
+        return None
+    m = _EXCEPTION_NAME.search(str(value))
+    if m is None:
+        raise Mismatch(f"exception note names no exception: {value!r}")
+    return m.group(1)
+
+
+def predicted_exception(case: Case) -> str | None:
+    """The exception python-gsmmodem raises for this reply, as our parsers read it."""
+    response = case["response"]
+    error = P.parse_error(response)
+    if error is not None:
+        return type(error).__name__
+    family = case.get("family")
+    if family in ("registration", "registration_simple"):
+        reg = P.parse_registration(response, unsolicited=is_unsolicited(case))
+        if reg is None:
+            return "CommandError"
+        if reg.registered:
+            return None
+        return "TimeoutException" if reg.state == "searching" else "InvalidStateException"
+    if family in ("cgact", "cgdcont"):
+        # No context at all is an answer; an unreadable line is not.
+        strict = P.parse_cgact if family == "cgact" else P.parse_cgdcont
+        return "CommandError" if _strict_error(strict, response) else None
+    parser = LINE_PARSERS.get(str(family))
+    if parser is not None:
+        try:
+            parsed = parser(response)
+        except Exception:  # a parser that raises has not read it
+            parsed = None
+        if parsed is None or parsed == ():
+            return "CommandError"
+    return None
+
+
+def check_exception_notes(case: Case) -> Case:
+    """Check the exception-like fields; return the case without them."""
+    exp = dict(case["expected"])
+    family = str(case.get("family"))
+    for key in ("exception", "raises"):
+        if key in exp:
+            same(key, predicted_exception(case), exception_name(exp.pop(key)))
+    if "gsmmodem" in exp and family not in ("registration", "registration_simple"):
+        same("gsmmodem", predicted_exception(case), exception_name(exp.pop("gsmmodem")))
+    elif "gsmmodem" in exp and _EXCEPTION_NAME.search(str(exp["gsmmodem"])):
+        # The registration check reads the note's words; the exception it
+        # names must agree as well.
+        same("gsmmodem exception", predicted_exception(case),
+             exception_name(exp["gsmmodem"]))
+    if "error" in exp and family not in OWN_ERROR_FIELD:
+        same("error", predicted_exception(case) is not None, bool(exp.pop("error")))
+    return {**case, "expected": exp}
+
+
 def check_case(case: Case) -> None:
     family = case.get("family")
     check = CHECKS.get(str(family))
     if check is None:
         raise Mismatch(f"unhandled family {family!r}")
-    check(case)
+    reduced = check_exception_notes(case)
+    if reduced["expected"] or predicted_exception(case) is None:
+        # With only exception fields, a reply the parser refuses has been
+        # checked in full above.
+        check(reduced)
     check_transcript(case)
 
 
@@ -637,6 +738,43 @@ def test_unmapped_field_fails_loudly() -> None:
             "expected": {"rssi": 1, "surprise": 3}}
     with pytest.raises(Mismatch, match="unmapped expected field 'surprise'"):
         check_case(case)
+
+
+@pytest.mark.parametrize("case", [
+    {"family": "cgact", "command": "AT+CGACT?", "response": "",
+     "expected": {"contexts": [], "error": False}},
+    {"family": "cgact", "command": "AT+CGACT?", "response": "+CGACT: 1,1\r\n+CGACT: x,0\r\n",
+     "expected": {"contexts": [{"cid": 1, "active": True}], "error": True}},
+    {"family": "cgdcont", "command": "AT+CGDCONT?", "response": '+CGDCONT: 1,"IP","a"\r\n',
+     "expected": {"contexts": [{"cid": 1, "pdp_type": "IP", "apn": "a"}], "error": False}},
+    {"family": "cgcontrdp", "command": "AT+CGCONTRDP", "response": "+CGCONTRDP: x\r\n",
+     "expected": {"error": True}},
+    {"family": "csq", "command": "AT+CSQ", "response": "+CSQ: 18,99\r\nOK\r\n",
+     "expected": {"rssi": 18, "exception": None}},
+    {"family": "csq", "command": "AT+CSQ", "response": "GARBAGE\r\nOK\r\n",
+     "expected": {"exception": "gsmmodem.exceptions.CommandError"}},
+    {"family": "cops", "command": "AT+COPS?", "response": "+CME ERROR: 30\r\n",
+     "expected": {"raises": "CmeError", "error": True}},
+    {"family": "registration_simple", "command": "AT+CREG?", "response": "+CREG: 0,3\r\nOK\r\n",
+     "expected": {"n": 0, "stat": 3, "gsmmodem": "InvalidStateException (denied)"}},
+    {"family": "registration_simple", "command": "AT+CREG?", "response": "+CREG: 0,2\r\nOK\r\n",
+     "expected": {"stat": 2, "exception": "TimeoutException"}},
+    {"family": "imei", "command": "AT+CGSN", "response": "ERROR\r\n",
+     "expected": {"gsmmodem": "raises CommandError"}},
+], ids=lambda c: f"{c['family']}-{sorted(c['expected'])}")
+def test_error_flags_and_exception_notes_are_mapped(case: Case) -> None:
+    check_case({"id": "x", **case})
+
+
+@pytest.mark.parametrize(("expected", "message"), [
+    ({"contexts": [], "error": True}, "error: got False"),
+    ({"contexts": [], "exception": "CommandError"}, "exception: got None"),
+    ({"contexts": [], "exception": "a surprise"}, "names no exception"),
+])
+def test_wrong_error_flags_and_notes_fail(expected: dict[str, object], message: str) -> None:
+    with pytest.raises(Mismatch, match=message):
+        check_case({"id": "x", "family": "cgact", "command": "AT+CGACT?", "response": "",
+                    "expected": expected})
 
 
 def test_missing_corpus_is_a_clear_failure(tmp_path: Path) -> None:

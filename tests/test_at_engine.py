@@ -11,11 +11,14 @@ from hypothesis import strategies as st
 from remsim_supervisor.at.engine import (
     DEFAULT_URC_PREFIXES,
     MAX_LINE,
+    MAX_RESPONSE_BYTES,
+    MAX_RESPONSE_LINES,
     AtBusy,
     AtEngine,
     Event,
     Final,
     Noise,
+    Overflow,
     Response,
     Urc,
     command_prefixes,
@@ -24,6 +27,7 @@ from remsim_supervisor.at.engine import (
     parse_final_line,
     strip_echo,
 )
+from tests.fuzzing import examples
 
 CSQ_REPLY = b"\r\n+CSQ: 18,99\r\n\r\nOK\r\n"
 CSQ_RESPONSE = Response("AT+CSQ", ("+CSQ: 18,99",), Final("OK", "ok", None, None))
@@ -496,25 +500,27 @@ def test_utf8_text_is_kept() -> None:
 # Hostile input
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.fuzz
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=400), st.lists(st.integers(0, 400), max_size=8))
 def test_feed_never_raises_and_a_clean_command_still_completes(data: bytes,
                                                                cuts: list[int]) -> None:
     engine = AtEngine()
     for event in run(engine, data, sorted(c for c in cuts if c <= len(data))):
-        assert isinstance(event, Response | Urc | Noise)
+        assert isinstance(event, Response | Urc | Noise | Overflow)
     assert engine.pending is None
     # V.250 frames every reply "\r\n...\r\n": the partial garbage line ends there.
     assert responses(send(engine, "AT+CSQ", CSQ_REPLY)) == [CSQ_RESPONSE]
 
 
-@settings(max_examples=300, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=examples(800), deadline=None)
 @given(st.binary(max_size=400))
 def test_garbage_while_pending_never_raises_and_reset_recovers(data: bytes) -> None:
     engine = AtEngine()
     engine.command("AT+CSQ")
     for event in engine.feed(data):
-        assert isinstance(event, Response | Urc | Noise)
+        assert isinstance(event, Response | Urc | Noise | Overflow)
     if engine.pending is not None:
         engine.abandon()
     engine.reset()
@@ -526,7 +532,8 @@ LINES = st.sampled_from([b"OK", b"ERROR", b"+CME ERROR: 10", b"+CSQ: 1,2", b"RDY
 EOLS = st.sampled_from([b"\r\n", b"\r", b"\n", b"\r\r\n"])
 
 
-@settings(max_examples=300, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.tuples(LINES, EOLS), max_size=12), st.data())
 def test_events_do_not_depend_on_how_reads_are_split(lines: list[tuple[bytes, bytes]],
                                                      data: st.DataObject) -> None:
@@ -539,7 +546,8 @@ def test_events_do_not_depend_on_how_reads_are_split(lines: list[tuple[bytes, by
     assert whole.pending == split.pending
 
 
-@settings(max_examples=200, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.tuples(LINES, EOLS), max_size=12))
 def test_every_command_gets_at_most_one_response(lines: list[tuple[bytes, bytes]]) -> None:
     engine = AtEngine()
@@ -548,3 +556,118 @@ def test_every_command_gets_at_most_one_response(lines: list[tuple[bytes, bytes]
     assert len(responses(events)) <= 1
     if responses(events):
         assert engine.pending is None
+
+
+# --------------------------------------------------------------------------
+# Caps on a response
+
+
+def test_reply_past_the_line_cap_ends_the_command_and_resynchronises() -> None:
+    engine = AtEngine(max_lines=3, max_bytes=10_000)
+    engine.command("AT+CLAC")
+    events = engine.feed(b"".join(b"+X%d\r\n" % i for i in range(6)))
+    overflows = [e for e in events if isinstance(e, Overflow)]
+    assert overflows == [Overflow("AT+CLAC", 4, len(b"+X0+X1+X2+X3"))]
+    assert "AT+CLAC" in overflows[0].message and "given up" in overflows[0].message
+    assert engine.pending is None
+    assert engine.orphan == "AT+CLAC"
+    # The rest of that reply, up to its final code, is noise; then all is well.
+    late = engine.feed(b"+X6\r\nOK\r\n")
+    assert not responses(late) and all(isinstance(e, Noise) for e in late)
+    assert engine.orphan is None
+    assert responses(send(engine, "AT+CSQ", CSQ_REPLY)) == [CSQ_RESPONSE]
+
+
+def test_reply_past_the_byte_cap_ends_the_command() -> None:
+    engine = AtEngine(max_lines=1000, max_bytes=100)
+    engine.command("AT+CSQ")
+    events = engine.feed(b"x" * 60 + b"\r\n" + b"y" * 60 + b"\r\n")
+    assert [e for e in events if isinstance(e, Overflow)] == [Overflow("AT+CSQ", 2, 120)]
+    # The final of the overflowed reply is swallowed, not credited to the next.
+    engine.feed(b"OK\r\n")
+    assert responses(send(engine, "AT+CSQ", CSQ_REPLY)) == [CSQ_RESPONSE]
+
+
+def test_overflowed_command_stays_orphaned_until_the_next_echo() -> None:
+    engine = AtEngine(max_lines=2)
+    engine.command("AT+CSQ")
+    engine.feed(b"a\r\nb\r\nc\r\n")
+    assert engine.orphan == "AT+CSQ"
+    # No final ever came; the next command's echo proves the modem moved on.
+    engine.command("AT+CREG?")
+    r = only(engine.feed(b"AT+CREG?\r\r\n+CREG: 0,1\r\nOK\r\n"))
+    assert r == Response("AT+CREG?", ("+CREG: 0,1",), Final("OK", "ok", None, None))
+
+
+def test_a_long_real_reply_fits_the_caps() -> None:
+    engine = AtEngine()
+    engine.command("AT+CLAC")
+    body = b"".join(b"AT+CMD%d\r\n" % i for i in range(500))
+    r = only(responses(engine.feed(body + b"OK\r\n")))
+    assert len(r.lines) == 500 and MAX_RESPONSE_LINES > 500 and len(body) < MAX_RESPONSE_BYTES
+
+
+def test_200_mb_without_a_final_code_holds_bounded_memory() -> None:
+    """A modem streaming 200 MB of lines and never a final code: the engine
+    holds at most its caps, however long the stream runs."""
+    import tracemalloc
+
+    line = b"G" * 4000 + b"\r\n"
+    chunk = line * 64                       # 256 KB per read
+    total = 200 * 1024 * 1024
+    engine = AtEngine()
+    engine.command("AT+CSQ")
+    overflows = 0
+    held_max = 0
+    tracemalloc.start()
+    try:
+        fed = 0
+        while fed < total:
+            for event in engine.feed(chunk):
+                overflows += isinstance(event, Overflow)
+            fed += len(chunk)
+            held_max = max(held_max, len(engine._buf) + sum(len(x) for x in engine._lines))
+            if engine.pending is None and overflows and fed < total // 2:
+                engine.command("AT+CSQ")  # the caller retries into the same flood
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert overflows >= 2
+    assert held_max <= MAX_RESPONSE_BYTES + len(line)
+    # Peak Python allocations while streaming: one read, its split, and the caps.
+    assert peak < 3 * len(chunk) + 2 * MAX_RESPONSE_BYTES + (1 << 20), peak
+
+
+def test_gap_discards_the_partial_line_on_both_sides() -> None:
+    engine = AtEngine()
+    engine.command("AT+CSQ")
+    first = engine.feed(b"\r\n+CSQ: 1")
+    engine.gap()
+    events = first + engine.feed(b"8,99 tail of another line\r\n+CSQ: 18,99\r\nOK\r\n")
+    assert responses(events) == [CSQ_RESPONSE]
+    noise = b"".join(e.data for e in events if isinstance(e, Noise))
+    assert b"+CSQ: 1" in noise and b"tail of another line" in noise
+
+
+def test_gap_without_a_line_break_yet_keeps_skipping() -> None:
+    engine = AtEngine()
+    engine.gap()
+    assert engine.feed(b"half a line") == [Noise(b"half a line")]
+    assert engine.feed(b" still\r\nRDY\r\n") == [Noise(b" still"), Urc("RDY")]
+
+
+@pytest.mark.fuzz
+@settings(max_examples=examples(200), deadline=None)
+@given(st.lists(st.tuples(LINES, EOLS), max_size=40), st.integers(1, 6), st.integers(1, 64))
+def test_caps_hold_for_any_stream(lines: list[tuple[bytes, bytes]], max_lines: int,
+                                  max_bytes: int) -> None:
+    engine = AtEngine(max_lines=max_lines, max_bytes=max_bytes)
+    engine.command("AT+CSQ")
+    for a, b in lines:
+        for event in engine.feed(a + b):
+            if isinstance(event, Response):
+                assert len(event.lines) <= max_lines
+                assert sum(len(x.encode()) for x in event.lines) <= max_bytes
+        assert len(engine._lines) <= max_lines
+        if engine.pending is None:
+            engine.command("AT+CSQ")

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from remsim_supervisor.at import parsers as P
+from tests.fuzzing import examples
 
 # --------------------------------------------------------------------------
 # Registration
@@ -288,6 +289,17 @@ def test_cgact() -> None:
         P.Cgact(1, False), P.Cgact(2, True))
 
 
+def test_cgact_and_cgdcont_strict_refuse_an_unreadable_line() -> None:
+    assert P.parse_cgact("", strict=True) == ()
+    assert P.parse_cgact("+CGACT: 1,1\r\nOK", strict=True) == (P.Cgact(1, True),)
+    for bad in ("+CGACT: x,1", "+CGACT: 1,7", "+CGACT: 1"):
+        with pytest.raises(ValueError, match="unreadable \\+CGACT line"):
+            P.parse_cgact(f"+CGACT: 1,0\r\n{bad}\r\nOK", strict=True)
+    assert P.parse_cgdcont('+CGDCONT: 1,"IP","a"', strict=True)[0].apn == "a"
+    with pytest.raises(ValueError, match="unreadable \\+CGDCONT line"):
+        P.parse_cgdcont('+CGDCONT: one,"IP","a"', strict=True)
+
+
 def test_cgcontrdp_ipv6_with_mask_and_dual_stack() -> None:
     v6 = ".".join(["32", "1", "13", "184"] + ["0"] * 11 + ["1"])
     mask = ".".join(["255"] * 8 + ["0"] * 8)
@@ -452,7 +464,8 @@ PREFIXES = ["+CREG: ", "+CGREG:", "+CEREG: ", "+C5GREG: ", "+CSQ: ", "+CESQ: ", 
 AT_ALPHABET = st.text(alphabet='0123456789ABCDEFabcdef,"-.: \r\n+^NRLTEGSMWCD', max_size=80)
 
 
-@settings(max_examples=300, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=examples(300), deadline=None)
 @given(st.sampled_from(PREFIXES), AT_ALPHABET)
 def test_no_parser_raises_on_at_like_text(prefix: str, tail: str) -> None:
     for parse in PARSERS:
@@ -460,14 +473,16 @@ def test_no_parser_raises_on_at_like_text(prefix: str, tail: str) -> None:
         parse([prefix + tail, tail])
 
 
-@settings(max_examples=200, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=examples(600), deadline=None)
 @given(st.text(max_size=200))
 def test_no_parser_raises_on_arbitrary_text(text: str) -> None:
     for parse in PARSERS:
         parse(text)
 
 
-@settings(max_examples=200, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=examples(200), deadline=None)
 @given(st.sampled_from(PREFIXES), st.lists(st.integers(-10**25, 10**25), max_size=12))
 def test_no_parser_raises_on_huge_numbers(prefix: str, numbers: list[int]) -> None:
     for parse in PARSERS:

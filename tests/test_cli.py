@@ -104,3 +104,36 @@ def test_long_log_lines_are_split_for_musl_syslog() -> None:
     assert len(parts) == 3
     assert all(len(p.encode()) <= MAX_PART + len("[1/3] ") for p in parts)
     assert "".join(p.split(" ", 1)[1] for p in parts) == line
+
+
+def test_mask_identifiers_masks_every_identity_wherever_it_is() -> None:
+    from remsim_supervisor.statusview import mask_identifiers, render
+
+    status = {
+        "modems": [{"name": "modem1", "identity": {"imei": "867698041234567", "IMSI": None,
+                                                   "iccid": "89490200001234567890",
+                                                   "model": "EC25"}}],
+        "heartbeat": {"assignment": {"imsi": "262011234567890", "slot": 3}},
+    }
+    masked = mask_identifiers(status)
+    assert masked["modems"][0]["identity"] == {
+        "imei": "***********4567", "IMSI": None, "iccid": "****************7890",
+        "model": "EC25"}
+    assert masked["heartbeat"]["assignment"] == {"imsi": "***********7890", "slot": 3}
+    assert status["modems"][0]["identity"]["imei"] == "867698041234567"  # a copy
+    screen = render(masked)
+    assert "IMEI ***********4567" in screen and "ICCID ****************7890" in screen
+    assert "867698041234567" not in screen
+
+
+def test_check_config_says_one_mistake_once(tmp_path: Path) -> None:
+    text = (DATA / "example.conf").read_text()
+    assert "option heartbeat_interval '60'" in text
+    path = tmp_path / "one-mistake.conf"
+    path.write_text(text.replace("option heartbeat_interval '60'",
+                                 "option heartbeat_interval '3'"))
+    result = cli("check-config", "-c", str(path))
+    assert result.returncode == 2
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, lines
+    assert "ionmesh.heartbeat_interval: must be between 10 and 3600 seconds, not 3" in lines[0]

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from remsim_supervisor import config as c
 from remsim_supervisor import uci
 from remsim_supervisor.config import ConfigError, GpioSpec, Problem
+from tests.fuzzing import examples
 
 DATA = Path(__file__).parent / "data" / "config"
 PATH = "/etc/config/remsim-supervisor"
@@ -456,6 +457,25 @@ def test_heartbeat_interval_and_margin_must_fit_in_the_grace_period() -> None:
         only_problem(text)
 
 
+def test_a_rejected_value_is_not_cross_checked_again_with_its_default() -> None:
+    # heartbeat_interval '3' is below its range; the default 60 that stands in
+    # for it must not then be found too long for grace_period 50.
+    text = with_option("ionmesh", "heartbeat_interval", "3") \
+        + "config supervisor 'main'\n\toption grace_period '50'\n"
+    assert only_problem(text) == f"{PATH}:2: ionmesh.heartbeat_interval: must be between " \
+                                 "10 and 3600 seconds, not 3"
+    # A rejected grace_period stands for nothing either.
+    text = with_option("ionmesh", "heartbeat_interval", "400") \
+        + "config supervisor 'main'\n\toption grace_period 'soon'\n"
+    assert only_problem(text).startswith(f"{PATH}:13: main.grace_period: must be a whole")
+    text = with_option("escalation", "margin", "-5") \
+        + "\nconfig supervisor 'main'\n\toption grace_period '20'\n"
+    found = problems(text)
+    assert len(found) == 2, found  # margin's own line, and grace 20 < heartbeat 60
+    assert "escalation.margin: must be" in found[0] and "shorter" not in found[0]
+    assert "main.grace_period: must be longer than ionmesh.heartbeat_interval" in found[1]
+
+
 # --- GPIO specs -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("text", "kind", "chip", "offset", "name"), [
@@ -765,7 +785,8 @@ def test_load_tolerates_non_utf8_bytes_in_comments(tmp_path: Path) -> None:
     assert len(c.load(str(path), {}).modems) == 2
 
 
-@settings(max_examples=300, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text(), st.dictionaries(st.sampled_from([
     "OPENWRT_DUAL_MODEM", "MODEM1_DEVICE", "MODEM2_DEVICE", "MODEM1_SIM_GPIO",
     "MODEM2_RESET_GPIO", "IONMESH_HOST", "IONMESH_PORT", "IONMESH_TENANT_ID"]), st.text()))
@@ -793,7 +814,8 @@ SKELETON = [("ionmesh", "'ionmesh'", ["option url 'http://h:5000'"]),
             ("routing", "", []), ("supervisor", "", []), ("escalation", "", [])]
 
 
-@settings(max_examples=400, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=examples(400), deadline=None)
 @given(st.lists(st.tuples(st.integers(0, len(SKELETON) - 1), st.sampled_from(["option", "list"]),
                           st.sampled_from(OPTION_NAMES), VALUES), max_size=4),
        st.dictionaries(st.sampled_from([

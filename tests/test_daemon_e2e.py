@@ -8,6 +8,7 @@ socket and the ``status``/``modem`` commands, as a user would.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -309,3 +310,34 @@ def test_a_line_held_at_start_is_taken_once_it_is_free(rig: Rig) -> None:
                           "the SIM line taken after all")
     assert "sim_gpio sim:modem1_sim is available now" in rig.log()
     assert rig.stop_daemon() == 0
+
+
+def test_status_masks_identifiers_unless_asked(rig: Rig) -> None:
+    rig.plug("modem1")
+    rig.plug("modem2")
+    rig.start_daemon()
+    status = rig.wait_for(
+        lambda s: all(m["identity"]["imei"] and m["identity"]["iccid"] and m["identity"]["imsi"]
+                      for m in s["modems"]), 30, "identities read")
+    full = [v for m in status["modems"] for v in
+            (m["identity"]["imei"], m["identity"]["imsi"], m["identity"]["iccid"])]
+    assert all(len(v) >= 14 for v in full), full
+
+    shown = cli(rig, "status", "--json", "-c", str(rig.config_path))
+    assert shown.returncode == 0, shown.stderr
+    masked = json.loads(shown.stdout)
+    for m in masked["modems"]:
+        for key in ("imei", "imsi", "iccid"):
+            value = m["identity"][key]
+            assert set(value[:-4]) == {"*"} and len(value) >= 14, value
+    human = cli(rig, "status", "-c", str(rig.config_path))
+    assert human.returncode == 0, human.stderr
+    assert "IMEI ***" in human.stdout
+    for value in full:
+        assert value not in shown.stdout and value not in human.stdout
+        assert value[-4:] in shown.stdout and value[-4:] in human.stdout
+
+    revealed = cli(rig, "status", "--json", "--show-identifiers", "-c", str(rig.config_path))
+    assert revealed.returncode == 0, revealed.stderr
+    for value in full:
+        assert value in revealed.stdout

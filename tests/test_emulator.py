@@ -481,6 +481,26 @@ def test_garbage_then_normal_service(make) -> None:
     assert at(ser, "AT") == "\r\nOK\r\n"
 
 
+def test_flood_at_a_set_rate_with_answers_in_between(make) -> None:
+    emu, ser = make("ec25", echo=False)
+    emu.set_flood(200_000, b"\x00junk\r\n")
+    t0 = time.monotonic()
+    got = read_until(ser, lambda _: False, 0.5)
+    elapsed = time.monotonic() - t0
+    assert 0.5 * 200_000 * elapsed < len(got) < 1.5 * 200_000 * elapsed + 20_000, len(got)
+    assert set(got.split(b"\r\n")[1:-1]) == {b"\x00junk"}
+    # The modem still answers; its reply arrives whole among the flood.
+    ser.write(b"AT+CSQ\r")
+    raw = read_until(ser, lambda b: b"OK\r\n" in b, 1.0)
+    assert b"\r\n+CSQ: " in raw and b"OK\r\n" in raw
+    emu.set_flood(0)
+    time.sleep(0.05)
+    ser.reset_input_buffer()
+    taken = emu.flood_bytes
+    assert read_for(ser, 0.1) == b"" and emu.flood_bytes == taken
+    assert taken >= len(got)
+
+
 def test_line_noise_from_the_host_is_ignored(make) -> None:
     _emu, ser = make("ec25", echo=False)
     ser.write(b"\x00\xff junk\r")

@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from remsim_supervisor.transport import (
-    AtChannel, AtTimeout, PortBusy, PortGone, SerialPort, UucpLock,
+    AtChannel,
+    AtOverflow,
+    AtTimeout,
+    ByteBudget,
+    PortBusy,
+    PortGone,
+    SerialPort,
+    UucpLock,
 )
 
 
@@ -215,3 +222,103 @@ def test_network_scan_is_refused(pair: tuple[int, str], tmp_path: Path) -> None:
         await port.close()
 
     asyncio.run(main())
+
+
+# --------------------------------------------------------------------------
+# Caps: an endless reply, a flooding port
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_byte_budget_passes_the_burst_then_the_rate_and_counts_the_rest() -> None:
+    clock = FakeClock()
+    budget = ByteBudget(rate=1000, burst=2000, clock=clock, log_interval=60)
+    assert budget.admit(1500) == 1500
+    assert budget.admit(1500) == 500
+    assert budget.dropped == 1000
+    clock.now += 0.5
+    assert budget.admit(1000) == 500
+    assert budget.dropped == 1500
+    clock.now += 100          # a quiet spell refills only up to the burst
+    assert budget.admit(5000) == 2000
+    assert budget.dropped == 4500
+
+
+def test_byte_budget_reports_drops_at_most_once_a_minute() -> None:
+    clock = FakeClock()
+    budget = ByteBudget(rate=100, burst=100, clock=clock, log_interval=60)
+    assert budget.report() is None            # nothing dropped: nothing to say
+    budget.admit(300)
+    assert budget.report() == 200
+    budget.admit(300)
+    clock.now += 30
+    budget.admit(50)
+    assert budget.report() is None            # too soon
+    clock.now += 31
+    assert budget.report() == 300             # what was dropped since the last line
+    assert budget.report() is None
+    assert budget.dropped == 500
+
+
+def test_overlong_reply_is_an_error_and_the_channel_recovers(pair: tuple[int, str],
+                                                            tmp_path: Path) -> None:
+    master, path = pair
+
+    async def main() -> None:
+        port = SerialPort(path, lock_dir=str(tmp_path))
+        await port.open()
+        ch = AtChannel(port)
+        ch.engine.max_lines = 50
+        spray = asyncio.create_task(answer(master, b"AT+CLAC\r",
+                                           b"".join(b"+LINE %d\r\n" % i for i in range(200))))
+        started = time.monotonic()
+        with pytest.raises(AtOverflow, match="AT\\+CLAC: the reply grew to 51 lines"):
+            await ch.command("AT+CLAC", timeout=5.0)
+        assert time.monotonic() - started < 2.0   # ended by the cap, not the timeout
+        await spray
+        os.write(master, b"OK\r\n")                # the flood's own final: swallowed
+        await asyncio.sleep(0.05)
+        responder = asyncio.create_task(answer(master, b"AT\r", b"\r\nOK\r\n"))
+        response = await ch.command("AT", timeout=2.0)
+        await responder
+        assert response.ok and response.lines == ()
+        await port.close()
+
+    asyncio.run(main())
+
+
+def test_flooding_port_is_cut_to_its_budget_and_still_answers(
+        pair: tuple[int, str], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    master, path = pair
+    clock = FakeClock()
+
+    async def main() -> None:
+        port = SerialPort(path, lock_dir=str(tmp_path))
+        await port.open()
+        budget = ByteBudget(rate=1000, burst=1000, clock=clock)
+        ch = AtChannel(port, budget=budget, name="modem1")
+        garbage = b"\x00\xffjunk junk junk\r\n" * 400   # ~8 kB at once
+        os.write(master, garbage)
+        await asyncio.sleep(0.2)
+        assert budget.dropped >= len(garbage) - 1000
+        dropped = budget.dropped
+        clock.now += 5                                   # the budget refills
+        responder = asyncio.create_task(answer(master, b"AT+CSQ\r",
+                                               b"\r\n+CSQ: 18,99\r\n\r\nOK\r\n"))
+        response = await ch.command("AT+CSQ", timeout=2.0)
+        await responder
+        assert response.lines == ("+CSQ: 18,99",)
+        assert budget.dropped == dropped
+        await port.close()
+
+    with caplog.at_level("WARNING", logger="remsim_supervisor.transport"):
+        asyncio.run(main())
+    warnings = [r.getMessage() for r in caplog.records if "bytes/s" in r.getMessage()]
+    assert len(warnings) == 1, warnings          # once, not once per read
+    assert warnings[0].startswith("modem1: ") and "dropped" in warnings[0]

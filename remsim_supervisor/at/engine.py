@@ -16,6 +16,14 @@ removed from the line and reported as :class:`Noise`, so a modem that sprays
 garbage while rebooting never corrupts the next response. A line longer than
 :data:`MAX_LINE` without a terminator is dropped as noise.
 
+Caps. A pending command collects at most ``max_lines`` information lines
+and ``max_bytes`` bytes of them (:data:`MAX_RESPONSE_LINES`,
+:data:`MAX_RESPONSE_BYTES` by default). A reply that grows past either ends
+the command with an :class:`Overflow` event instead of a :class:`Response`,
+and the engine resynchronises as after :meth:`AtEngine.abandon`: the rest of
+that reply, up to its final result code, is noise. So a modem that streams
+lines without ever sending a final code holds a bounded amount of memory.
+
 Classification while a command is pending: the command's echo (equal to the
 command, case-insensitive; echo may be on or off) is removed; a line that
 begins with a URC prefix is a :class:`Urc` *unless* it carries the pending
@@ -33,7 +41,9 @@ is not coming. If the next command also times out after having swallowed a
 final, that final was probably its own, so no new orphan is recorded; this
 stops a lost final from shifting every later reply by one. A boot URC
 (``RDY``, ``^SYSSTART``) also clears the orphan: a rebooted modem answers
-nothing it was asked before. :meth:`reset` drops all state (port reopened).
+nothing it was asked before. :meth:`reset` drops all state (port
+reopened); :meth:`gap` says that bytes were lost (the caller dropped them):
+the partial line around the gap is noise.
 
 Out of scope: V0 (numeric) result codes, the ``>`` prompt of ``AT+CMGS``, and
 data mode after ``CONNECT`` (the caller stops feeding the engine).
@@ -51,11 +61,14 @@ __all__ = [
     "ERROR_KINDS",
     "FINAL_KINDS",
     "MAX_LINE",
+    "MAX_RESPONSE_BYTES",
+    "MAX_RESPONSE_LINES",
     "AtBusy",
     "AtEngine",
     "Event",
     "Final",
     "Noise",
+    "Overflow",
     "Response",
     "Urc",
     "command_prefixes",
@@ -69,6 +82,13 @@ __all__ = [
 #: Longest line kept while waiting for its terminator. ``AT+COPS=?`` answers
 #: run to about 1 KiB; anything far beyond that is a runaway binary stream.
 MAX_LINE = 8192
+
+#: Most information lines one response may carry. The longest real answers
+#: (``AT+CLAC`` lists a few hundred commands) stay well inside it.
+MAX_RESPONSE_LINES = 1024
+
+#: Most bytes (of information lines) one response may carry.
+MAX_RESPONSE_BYTES = 64 * 1024
 
 #: Every value of :attr:`Final.kind`.
 FINAL_KINDS = frozenset({
@@ -188,7 +208,21 @@ class Noise:
     data: bytes
 
 
-Event: TypeAlias = Response | Urc | Noise
+@dataclass(frozen=True)
+class Overflow:
+    """The pending command's reply grew past the engine's caps: it is given up."""
+
+    command: str   #: the command as sent, without the trailing \r
+    lines: int     #: information lines received before giving up
+    size: int      #: their bytes
+
+    @property
+    def message(self) -> str:
+        return (f"{self.command}: the reply grew to {self.lines} lines / {self.size} bytes "
+                "without a final result code; given up")
+
+
+Event: TypeAlias = Response | Urc | Noise | Overflow
 
 
 class AtBusy(Exception):
@@ -338,11 +372,17 @@ def _clean(raw: bytes) -> tuple[str, bytes]:
 class AtEngine:
     """The AT conversation on one port, one command at a time (see module doc)."""
 
-    def __init__(self, urc_prefixes: Iterable[str] = DEFAULT_URC_PREFIXES) -> None:
+    def __init__(self, urc_prefixes: Iterable[str] = DEFAULT_URC_PREFIXES, *,
+                 max_lines: int = MAX_RESPONSE_LINES,
+                 max_bytes: int = MAX_RESPONSE_BYTES) -> None:
         prefixes = tuple(p.strip().upper() for p in urc_prefixes)
         if any(not p for p in prefixes):
             raise ValueError("empty URC prefix")
+        if max_lines < 1 or max_bytes < 1:
+            raise ValueError("the response caps must be positive")
         self._urc_prefixes = prefixes
+        self.max_lines = max_lines
+        self.max_bytes = max_bytes
         self.reset()
 
     # -- state -------------------------------------------------------------
@@ -353,10 +393,12 @@ class AtEngine:
         self._pending: str | None = None
         self._own: frozenset[str] = frozenset()
         self._lines: list[str] = []
+        self._size = 0  # bytes of self._lines
         self._echo_possible = False
         self._orphan: str | None = None
         self._swallowed = False
         self._carry_is_idle = False
+        self._skip_to_eol = False
         self._queued: list[Event] = []
 
     @property
@@ -386,6 +428,7 @@ class AtEngine:
         self._pending = cmd
         self._own = command_prefixes(cmd)
         self._lines = []
+        self._size = 0
         self._echo_possible = True
         self._swallowed = False
         return data
@@ -399,15 +442,50 @@ class AtEngine:
         # If this command already swallowed a final as the previous orphan's,
         # that final was most likely its own: expect nothing more.
         self._orphan = None if self._swallowed else self._pending
+        self._forget_pending()
+
+    def _forget_pending(self) -> None:
         self._pending = None
         self._own = frozenset()
         self._lines = []
+        self._size = 0
         self._echo_possible = False
         self._swallowed = False
+
+    def _overflow(self, events: list[Event]) -> None:
+        """The reply outgrew the caps: end the command, treat the rest as an orphan's."""
+        assert self._pending is not None
+        events.append(Overflow(self._pending, len(self._lines), self._size))
+        # Whether or not this command swallowed an earlier orphan's final,
+        # the lines were its own and its final code is still to come.
+        self._orphan = self._pending
+        self._forget_pending()
+
+    def gap(self) -> None:
+        """Bytes from the port were lost here (the caller dropped them).
+
+        The line in progress is cut off, and whatever arrives up to the next
+        line break is the tail of a line whose start is gone: both are noise,
+        so two halves of different lines never join into one.
+        """
+        if self._buf:
+            self._queued.append(Noise(bytes(self._buf)))
+            self._buf = bytearray()
+        self._carry_is_idle = False
+        self._skip_to_eol = True
 
     def feed(self, data: bytes) -> list[Event]:
         """Consume bytes read from the port; return the events they complete."""
         events, self._queued = self._queued, []
+        if self._skip_to_eol and data:
+            m = _LINE_BREAK_B.search(data)
+            if m is None:
+                events.append(Noise(bytes(data)))
+                return events
+            if m.start():
+                events.append(Noise(bytes(data[:m.start()])))
+            data = data[m.end():]
+            self._skip_to_eol = False
         self._buf += data
         if not self._buf:
             return events
@@ -485,14 +563,12 @@ class AtEngine:
                     events.append(Noise(old.encode("utf-8", "replace")))
                 events.append(Noise(line.encode("utf-8", "replace")))
                 self._lines = []
+                self._size = 0
                 self._orphan = None
                 self._swallowed = True
                 return
             events.append(Response(self._pending, tuple(self._lines), final))
-            self._pending = None
-            self._own = frozenset()
-            self._lines = []
-            self._echo_possible = False
+            self._forget_pending()
             return
         if self._is_urc(line, self._own):
             self._urc(line, events)
@@ -502,6 +578,9 @@ class AtEngine:
         if self._orphan is None:
             self._echo_possible = False
         self._lines.append(line)
+        self._size += len(line.encode("utf-8", "replace"))
+        if len(self._lines) > self.max_lines or self._size > self.max_bytes:
+            self._overflow(events)
 
     def _echo_seen(self, events: list[Event]) -> None:
         self._echo_possible = False
@@ -511,6 +590,7 @@ class AtEngine:
             for old in self._lines:
                 events.append(Noise(old.encode("utf-8", "replace")))
             self._lines = []
+            self._size = 0
             self._orphan = None
 
     def _is_urc(self, line: str, own: frozenset[str]) -> bool:

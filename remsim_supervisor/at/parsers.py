@@ -908,9 +908,12 @@ _IP_FAMILY = {"IP": "ipv4", "IPV4": "ipv4", "IPV6": "ipv6", "IPV4V6": "ipv4v6",
               "NONIP": "non_ip", "NON-IP": "non_ip"}
 
 
-def parse_cgdcont(text: Text) -> tuple[PdpContext, ...]:
+def parse_cgdcont(text: Text, *, strict: bool = False) -> tuple[PdpContext, ...]:
     """All +CGDCONT: <cid>,"<type>","<apn>",... lines, sorted by cid; empty
-    when there are none. An empty APN is None."""
+    when there are none. An empty APN is None.
+
+    A +CGDCONT line without a readable cid and type is skipped, or, with
+    ``strict``, raises ValueError (ModemManager's parse error)."""
     out = []
     for line in _lines(text):
         if line[:9].upper() != "+CGDCONT:":
@@ -919,6 +922,8 @@ def parse_cgdcont(text: Text) -> tuple[PdpContext, ...]:
         cid = _dec(_at(f, 0))
         ptype = _str(_at(f, 1))
         if cid is None or ptype is None:
+            if strict:
+                raise ValueError(f"unreadable +CGDCONT line: {line[:80]!r}")
             continue
         out.append(PdpContext(cid, ptype, _str(_at(f, 2)),
                               _IP_FAMILY.get(ptype.upper(), "unknown")))
@@ -933,8 +938,11 @@ class Cgact:
     active: bool
 
 
-def parse_cgact(text: Text) -> tuple[Cgact, ...]:
-    """All +CGACT: <cid>,<state> lines, sorted by cid; empty when none."""
+def parse_cgact(text: Text, *, strict: bool = False) -> tuple[Cgact, ...]:
+    """All +CGACT: <cid>,<state> lines, sorted by cid; empty when none.
+
+    A +CGACT line without a readable cid and a state of 0 or 1 is skipped,
+    or, with ``strict``, raises ValueError (ModemManager's parse error)."""
     out = []
     for line in _lines(text):
         if line[:7].upper() != "+CGACT:":
@@ -942,6 +950,8 @@ def parse_cgact(text: Text) -> tuple[Cgact, ...]:
         f = _fields(line[7:])
         cid, state = _dec(_at(f, 0)), _dec(_at(f, 1))
         if cid is None or state not in (0, 1):
+            if strict:
+                raise ValueError(f"unreadable +CGACT line: {line[:80]!r}")
             continue
         out.append(Cgact(cid, state == 1))
     return tuple(sorted(out, key=lambda c: c.cid))

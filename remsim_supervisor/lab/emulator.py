@@ -20,7 +20,8 @@ Two layers, as STYLE.md asks:
   lock, user callbacks run outside it).
 
 Faults: :meth:`~ModemEmulator.set_silent` (wedged: input read and dropped,
-nothing answered), :meth:`~ModemEmulator.set_delay`, garbage, SIM removal,
+nothing answered), :meth:`~ModemEmulator.set_delay`, garbage, a garbage
+flood at a set byte rate (:meth:`~ModemEmulator.set_flood`), SIM removal,
 network loss, ``AT+COPS=?`` blocking the port for ``scan_duration`` seconds,
 an L850-style radio stuck at CFUN 4, and the USB side: :meth:`unplug` closes
 the master (a client's read then sees EOF and pyserial raises
@@ -108,6 +109,12 @@ _MAX_LINE = 2048  # longer lines are truncated, as a modem's buffer would
 _MAX_QUEUED = 64  # lines waiting while the modem is busy
 _MAX_COMMANDS = 100_000  # history kept; a lab run of days drops the oldest half
 _DEFAULT_GARBAGE = b"\x00\xff\xfe garbage \x1b["
+# What a firmware stuck in a debug dump sprays: binary, escape codes, text
+# that looks like nothing a supervisor knows, a line break now and then.
+_FLOOD_PATTERN = (b"\x00\xff\xfe\x1b[0m DBG 0x1f2e3d4c rrc_meas sfn=512 \xc3\x28 "
+                  b"garbage garbage\r\n\x07\x7f dump without a line break \xa0\xa1 "
+                  b"0123456789abcdef" * 2)
+_FLOOD_TICK_S = 0.01
 
 
 class _Unchanged(enum.Enum):
@@ -1191,6 +1198,11 @@ class ModemEmulator:
         self._wake_w: int | None = None
         self._powered = True
         self._usb_stuck = False
+        self._flood_rate = 0.0
+        self._flood_data = _FLOOD_PATTERN
+        self._flood_thread: threading.Thread | None = None
+        #: Flood bytes the port took so far (bytes it could not take are not counted).
+        self.flood_bytes = 0
 
     # --------------------------------------------------------- properties
 
@@ -1254,8 +1266,11 @@ class ModemEmulator:
         """Stop the thread, close everything, remove the link. Idempotent."""
         with self._lock:
             thread = self._thread
+            flood, self._flood_rate = self._flood_thread, 0.0
             self._stopping = True
             self._wake_locked()
+        if flood is not None and flood is not threading.current_thread():
+            flood.join(timeout=1.0)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2.0)
             if thread.is_alive():
@@ -1306,6 +1321,48 @@ class ModemEmulator:
     def send_urc(self, line: str) -> None:
         with self._op():
             self._model.urc(line)
+
+    def set_flood(self, bytes_per_s: float, data: bytes = _FLOOD_PATTERN) -> None:
+        """Spray ``data``, repeated, at ``bytes_per_s`` onto the port (0 stops it).
+
+        The modem still answers commands in between, as a firmware stuck in
+        a debug dump does; its replies are never cut by the flood, but flood
+        lines may run into them. What the port cannot take (the client reads
+        too slowly) is dropped, as on a USB tty, and not counted in
+        :attr:`flood_bytes`. The flood survives resets and re-plugs.
+        """
+        if not data:
+            raise ValueError("a flood needs bytes")
+        with self._op():
+            self._flood_rate = max(0.0, float(bytes_per_s))
+            self._flood_data = data
+            if self._flood_rate and self._flood_thread is None and not self._stopping:
+                self._flood_thread = threading.Thread(
+                    target=self._flood_loop, name=f"modem-flood-{self.dialect.name}", daemon=True
+                )
+                self._flood_thread.start()
+
+    def _flood_loop(self) -> None:
+        last = time.monotonic()
+        offset = 0
+        while True:
+            time.sleep(_FLOOD_TICK_S)
+            with self._lock:
+                if self._stopping or self._flood_rate <= 0:
+                    self._flood_thread = None
+                    return
+                now = time.monotonic()
+                # Never more than a tenth of a second's worth at once (a stall
+                # of this thread is not made up for with a burst).
+                due = int(self._flood_rate * min(now - last, 0.1))
+                last = now
+                if due <= 0 or self._master is None:
+                    continue
+                data = self._flood_data
+                reps = (offset + due) // len(data) + 1
+                chunk = (data * (reps + 1))[offset:offset + due]
+                offset = (offset + due) % len(data)
+                self.flood_bytes += self._write_locked(chunk)
 
     def remove_sim(self) -> None:
         with self._op():
@@ -1497,11 +1554,11 @@ class ModemEmulator:
 
     # ----------------------------------------------- host side of the model
 
-    def _write_locked(self, data: bytes) -> None:
-        """Push bytes into the master; never block."""
+    def _write_locked(self, data: bytes) -> int:
+        """Push bytes into the master; never block. Returns the bytes it took."""
         fd = self._master
         if fd is None:
-            return
+            return 0
         view = memoryview(data)
         while view:
             try:
@@ -1510,11 +1567,12 @@ class ModemEmulator:
                 # Nobody reads the slave and its buffer is full: a USB tty
                 # would drop these bytes too.
                 log.debug("%s: dropped %d bytes (port buffer full)", self.dialect.name, len(view))
-                return
+                break
             except OSError as e:
                 log.debug("%s: write failed: %s", self.dialect.name, e)
-                return
+                break
             view = view[n:]
+        return len(data) - len(view)
 
     def _call_later_locked(self, delay: float, fn: Callable[[], None]) -> None:
         """Run ``fn`` in the emulator thread after ``delay`` s, unless the
@@ -1793,6 +1851,7 @@ CLI_COMMANDS: dict[str, str] = {
     "silent on|off|sticky": "wedge / un-wedge the AT service (sticky survives resets)",
     "delay SECONDS": "delay every reply",
     "garbage [TEXT]": "send raw bytes (Python escapes allowed, e.g. \\x00)",
+    "flood BYTES_PER_S": "spray garbage at that rate (0 stops)",
     "urc LINE": "send an unsolicited line",
     "sim remove|insert": "pull or insert the SIM",
     "deregister [STAT]": "lose the network (2 searching, 3 denied, 0 idle)",
@@ -1824,6 +1883,8 @@ def _cli_command(emu: ModemEmulator, line: str) -> str | None:
         emu.set_silent(args[0] != "off", sticky=args[0] == "sticky")
     elif cmd == "delay" and len(args) == 1:
         emu.set_delay(float(args[0]))
+    elif cmd == "flood" and len(args) == 1:
+        emu.set_flood(float(args[0]))
     elif cmd == "garbage":
         text = line.split(None, 1)[1] if args else ""
         emu.send_garbage(

@@ -106,11 +106,16 @@ class Rig:
         ionmesh_url: str,
         *,
         timeout: float = 1.5,
+        min_interval: int = 2,
         extra_config: str = "",
     ) -> Rig:
         """A rig for the lab network: the modems' data devices are its carriers'
-        (``wwan0`` primary, ``wwan1`` IoT; :mod:`remsim_supervisor.lab.network`)."""
-        rig = cls(root, ionmesh_url=ionmesh_url, ionmesh_options={"timeout": f"{timeout:g}"},
+        (``wwan0`` primary, ``wwan1`` IoT; :mod:`remsim_supervisor.lab.network`).
+        The lab's IonMesh asks for heartbeats every few seconds: ``min_interval``
+        (``ionmesh.min_heartbeat_interval``) lets it."""
+        rig = cls(root, ionmesh_url=ionmesh_url,
+                  ionmesh_options={"timeout": f"{timeout:g}",
+                                   "min_heartbeat_interval": str(min_interval)},
                   guardian=True)
         rig.modems["modem1"].options["device"] = "wwan0"
         rig.modems["modem2"].options["device"] = "wwan1"
@@ -161,6 +166,7 @@ class Rig:
             "config supervisor 'main'",
             "\toption log_level 'debug'",
             f"\toption control_socket '{self.socket}'",
+            f"\toption metrics_file '{self.root / 'metrics' / 'remsim_supervisor.prom'}'",
             "",
             "config ionmesh 'ionmesh'",
             f"\toption url '{self.ionmesh_url}'",

@@ -47,6 +47,7 @@ from remsim_supervisor.transport import (
     DEFAULT_LOCK_DIR,
     AtChannel,
     AtTimeout,
+    ByteBudget,
     PortBusy,
     PortError,
     PortGone,
@@ -84,6 +85,8 @@ class ModemRunner:
         self.found: FoundModem | None = None
         self.channel: AtChannel | None = None
         self.port: SerialPort | None = None
+        # One budget for the modem's life, so the dropped count survives reopens.
+        self.budget = ByteBudget()
         self.since = time.monotonic()
         self.log = logging.getLogger(f"remsim_supervisor.modem.{cfg.name}")
         self.link_state: dict[str, bool] = {}
@@ -196,7 +199,8 @@ class ModemRunner:
                     await self._pause(self.settings.rescan_interval)
                     continue
                 self.port = port
-                self.channel = AtChannel(port, on_urc=self._on_urc)
+                self.channel = AtChannel(port, on_urc=self._on_urc, budget=self.budget,
+                                         name=self.name)
                 self.apply(m.PortOpened(path))
                 device = self.data_device
                 if device and device in self.link_state:
@@ -309,8 +313,8 @@ class ModemRunner:
     ) -> Response | None:
         try:
             response = await ch.command(command, timeout or self._timeout())
-        except AtTimeout:
-            self.log.debug("%s: %s timed out", self.name, command)
+        except AtTimeout as exc:
+            self.log.debug("%s: %s", self.name, exc)
             self.apply(m.TimedOut(command))
             return None
         self.apply(m.Answered())
@@ -528,6 +532,7 @@ class ModemRunner:
             "operator": f.operator,
             "signal": f.signal_dict,
             "sim": {"slot": None, "state": f.sim_lock},
+            "at_dropped_bytes": self.budget.dropped,
             "identity": {
                 "manufacturer": f.manufacturer,
                 "model": f.model_name,
