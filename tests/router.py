@@ -115,7 +115,7 @@ def log_lines(router: Router, pid: int | None = None, after: int = 0) -> list[st
 
 
 def wait_for_log(router: Router, needle: str, pid: int | None = None, after: int = 0,
-                 timeout: float = 15) -> list[str]:
+                 timeout: float = 30) -> list[str]:
     """The daemon's log lines past the first ``after`` that contain ``needle``, once there are."""
     return wait_for(lambda: [line for line in log_lines(router, pid, after) if needle in line],
                     timeout=timeout)

@@ -55,6 +55,15 @@ def missing_parts() -> list[str]:
     return missing
 
 
+def kept_under_tmp(workdir: Path) -> list[str]:
+    """What must stay visible over the sandbox's own /tmp: the work directory, and
+    the checkout, the userland and the kit where they live under /tmp (a CI clone
+    may); a directory inside another one kept is kept with it."""
+    paths = sorted({os.path.realpath(p) for p in (workdir, ROOT, PREFIX, KIT)})
+    under = [p for p in paths if p.startswith("/tmp/")]
+    return [p for p in under if not any(p.startswith(q + "/") for q in under if q != p)]
+
+
 def wait_for(predicate: Callable[[], T], timeout: float = 15.0, interval: float = 0.05) -> T:
     """Poll ``predicate`` until it returns something true, or the timeout; return its value."""
     deadline = time.monotonic() + timeout
@@ -107,8 +116,9 @@ class RouterSandbox:
         self._stderr = open(self.workdir / "sandbox.err", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [self.unshare, "--mount", "--propagation", "private", "--pid", "--net", "--fork",
-             "--kill-child", "--mount-proc", "bash", str(SANDBOX_SCRIPT), str(PREFIX), str(KIT),
-             str(self.workdir), str(ROUTER_PYTHON)],
+             "--kill-child", "--mount-proc", "bash", str(SANDBOX_SCRIPT),
+             os.path.realpath(PREFIX), os.path.realpath(KIT), str(self.workdir),
+             str(ROUTER_PYTHON), *kept_under_tmp(self.workdir)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
             preexec_fn=_die_with_parent)
         proc = self.proc

@@ -2,12 +2,15 @@
 # PID 1 of the router sandbox (remsim_supervisor/lab/router.py starts it under
 # `unshare --mount --pid --net --fork --kill-child --mount-proc`).
 #
-#   router_sandbox.sh PREFIX KIT WORKDIR PYTHON
+#   router_sandbox.sh PREFIX KIT WORKDIR PYTHON [KEEP...]
 #
 # PREFIX: OpenWrt's userland as scripts/build-openwrt.sh built it; KIT: the
 # kit it came from (base-files); WORKDIR: a scratch directory on the host,
 # which holds the overlays' upper layers and stays visible at its own path;
-# PYTHON: the interpreter that stands as the router's /usr/bin/python3.
+# PYTHON: the interpreter that stands as the router's /usr/bin/python3; KEEP:
+# directories under /tmp that must stay visible at their paths (WORKDIR, and
+# the checkout, the userland and the kit when they live there, as a CI clone
+# may), since the sandbox has a /tmp of its own.
 #
 # In its private mount namespace it lays out an OpenWrt root over the host's:
 # tmpfs over /run, /tmp and /dev, copy-on-write overlays over /etc and /usr
@@ -23,6 +26,8 @@ PREFIX=$1
 KIT=$2
 W=$3
 PYTHON=$4
+shift 4
+KEEP=("$@")
 BUSYBOX=$(command -v busybox)
 SOCK=/var/run/ubus/ubus.sock
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -66,14 +71,19 @@ mkdir -p "$W/log" "$W/etc.up" "$W/etc.wk" "$W/usr.up" "$W/usr.wk" || fail "canno
 
 ip link set lo up || fail "cannot bring loopback up"
 
-# /run (so /var/run, /var/lock) and /tmp private; WORKDIR stays at its path
+# /run (so /var/run, /var/lock) and /tmp private; what KEEP names stays at its path
 mount -t tmpfs -o mode=755 router-run /run || fail "mount /run"
-mkdir -p /run/lock /run/ubus /run/keep
-mount --bind "$W" /run/keep || fail "bind $W"
+mkdir -p /run/lock /run/ubus
+for i in "${!KEEP[@]}"; do
+	mkdir -p "/run/keep/$i"
+	mount --bind "${KEEP[i]}" "/run/keep/$i" || fail "bind ${KEEP[i]}"
+done
 mount -t tmpfs -o mode=1777 router-tmp /tmp || fail "mount /tmp"
-mkdir -p "$W"
-mount --move /run/keep "$W" || fail "move $W"
-rmdir /run/keep
+for i in "${!KEEP[@]}"; do
+	mkdir -p "${KEEP[i]}"
+	mount --move "/run/keep/$i" "${KEEP[i]}" || fail "move ${KEEP[i]}"
+done
+rm -rf /run/keep
 
 # /dev private: logd makes /dev/log here
 mkdir -p /run/hostdev
