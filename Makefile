@@ -65,10 +65,15 @@ lint: $(VENV_NEWEST)/.stamp
 ipk:
 	$(PYTHON) scripts/build_ipk.py --out dist
 
+# Every benchmark in bench/ beside the limit it measures in the same run, one
+# summary table (about 6 min on 2 cores; docs/PERFORMANCE.md). BENCH_ARGS:
+# --quick (smallest trial counts), --only NAME,..., --json FILE.
+BENCH_ARGS ?=
 bench: bootstrap $(VENV_NEWEST)/.stamp
-	$(VENV_NEWEST)/bin/python bench/idle_cpu.py
+	$(VENV_NEWEST)/bin/python bench/run_all.py $(BENCH_ARGS)
 
-# The suite's fuzz tests (marked `fuzz`), each with FUZZ_SCALE times its inputs.
+# The suite's fuzz tests (marked `fuzz`), each with FUZZ_SCALE times its inputs:
+# 1.11 million at 150 (docs/fuzzing.md).
 FUZZ_SCALE ?= 150
 fuzz: $(VENV_NEWEST)/.stamp
 	REMSIM_FUZZ_SCALE=$(FUZZ_SCALE) $(VENV_NEWEST)/bin/python -m pytest -p no:cacheprovider \

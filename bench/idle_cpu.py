@@ -1,31 +1,41 @@
-"""Idle CPU and memory of the whole daemon on a healthy router.
+"""Idle CPU, wakeups and memory of the whole daemon on a healthy router.
 
 Stands up the lab (router and cloud network namespaces, IonMesh asking for
 a heartbeat every 60 s as a real one does, two emulated modems with their
 data devices), runs ``remsim-supervisor run`` with everything on (modem
 tasks, heartbeat and its policy routing, the guardian), waits until both
-modems are connected and a heartbeat was acknowledged, then measures over a
-quiet window (default 60 s) the CPU time every thread of the daemon used and
-its memory (VmRSS, VmHWM). Needs root.
+modems are connected and a heartbeat was acknowledged, then measures a quiet
+window (``--seconds``, default 60) cut into ``--trials`` equal parts:
 
-    python bench/idle_cpu.py [--seconds 60] [--json]
+* CPU: the user and system time of every thread of the daemon
+  (``/proc/PID/stat``, threads that ended inside the window included);
+* wakeups: voluntary and involuntary context switches summed over the
+  daemon's threads (``/proc/PID/task/*/status``; a thread that started and
+  ended inside a part is not seen, one that started is counted whole);
+* memory at the end (VmRSS, VmHWM).
+
+The limit, beside it over the same window: an idle asyncio loop with a
+60 s timer (``python -c 'asyncio.run(...)'``), the same counters. Needs root.
+
+    python bench/idle_cpu.py [--seconds 60] [--trials 6] [--json]
 
 The emulators and IonMesh run in this process, so their CPU is not counted.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
+import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from remsim_supervisor.lab.ionmesh_server import IonMeshServer
-from remsim_supervisor.lab.network import IONMESH, LabNetwork, call_in_netns
-from remsim_supervisor.lab.rig import Rig
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib
+from benchlib import Figure
+
+IDLE_LOOP = ("import asyncio\nasync def main():\n    while True:\n"
+             "        await asyncio.sleep(60)\nasyncio.run(main())\n")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -39,61 +49,79 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def switches(pid: int) -> dict[str, int]:
+    """Context switches (voluntary + involuntary) per live thread."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (task / "status").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        n = 0
+        for line in text.splitlines():
+            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                n += int(line.split()[1])
+        out[task.name] = n
+    return out
+
+
+def woke(before: dict[str, int], after: dict[str, int]) -> int:
+    return sum(n - before.get(tid, 0) for tid, n in after.items())
+
+
 def thread_count(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/task").iterdir()))
 
 
-def memory_kb(pid: int) -> dict[str, int]:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(value.split()[0])
-    return out
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--json", action="store_true")
+    parser = benchlib.parser(__doc__, trials=6)
+    parser.add_argument("--seconds", type=float, default=60.0, help="the whole quiet window")
     args = parser.parse_args()
-
-    with tempfile.TemporaryDirectory() as tmp, LabNetwork("rsbench") as net:
-        ionmesh = call_in_netns(net.cloud, IonMeshServer, host=IONMESH, port=5000,
-                                heartbeat_interval=60)
-        ionmesh.start()
-        with Rig.for_lab(Path(tmp) / "rig", f"http://{IONMESH}:5000") as rig:
-            daemon = rig.start_daemon(netns=net.router)
-            rig.wait_for(lambda s: all(m["state"] == "connected" for m in s["modems"])
-                         and s["heartbeat"]["acked"] >= 1, 60, "both connected, one heartbeat")
+    benchlib.need_root("idle_cpu")
+    trials = max(args.trials, 1)
+    part = args.seconds / trials
+    cpu, wakeups, ref_cpu, ref_wakeups = [], [], [], []
+    with benchlib.interrupts_as_exit(), benchlib.lab_daemon("rsbidle", interval=60) as lab:
+        ref = subprocess.Popen([sys.executable, "-c", IDLE_LOOP])
+        try:
+            pid = lab.pid
             time.sleep(2.0)  # let start-up work settle
-            cpu0, t0 = cpu_seconds(daemon.pid), time.monotonic()
-            commands0 = sum(len(rig.emulator(n).commands) for n in ("modem1", "modem2"))
-            beats0 = len(ionmesh.heartbeats("rig-router"))
-            time.sleep(args.seconds)
-            cpu1, t1 = cpu_seconds(daemon.pid), time.monotonic()
-            commands1 = sum(len(rig.emulator(n).commands) for n in ("modem1", "modem2"))
-            beats1 = len(ionmesh.heartbeats("rig-router"))
-            mem = memory_kb(daemon.pid)
-            threads = thread_count(daemon.pid)
-            assert rig.stop_daemon() == 0
-        ionmesh.stop()
-        result = {
-            "window_s": round(t1 - t0, 1),
-            "cpu_s": round(cpu1 - cpu0, 4),
-            "cpu_percent": round(100.0 * (cpu1 - cpu0) / (t1 - t0), 4),
-            "threads": threads,
-            "heartbeats_in_window": beats1 - beats0,
-            "at_commands_in_window": commands1 - commands0,
-            "rss_kb": mem.get("VmRSS"),
-            "peak_rss_kb": mem.get("VmHWM"),
-            "python": sys.version.split()[0],
-        }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:24} {value}")
+            commands0 = sum(len(lab.rig.emulator(n).commands) for n in ("modem1", "modem2"))
+            beats0 = len(lab.ionmesh.heartbeats("rig-router"))
+            t_start = time.monotonic()
+            for _ in range(trials):
+                c0, s0, t0 = cpu_seconds(pid), switches(pid), time.monotonic()
+                r0, rs0 = cpu_seconds(ref.pid), switches(ref.pid)
+                time.sleep(part)
+                c1, s1, t1 = cpu_seconds(pid), switches(pid), time.monotonic()
+                r1, rs1 = cpu_seconds(ref.pid), switches(ref.pid)
+                cpu.append(100.0 * (c1 - c0) / (t1 - t0))
+                wakeups.append(woke(s0, s1) / (t1 - t0))
+                ref_cpu.append(100.0 * (r1 - r0) / (t1 - t0))
+                ref_wakeups.append(woke(rs0, rs1) / (t1 - t0))
+            window = time.monotonic() - t_start
+            commands1 = sum(len(lab.rig.emulator(n).commands) for n in ("modem1", "modem2"))
+            beats1 = len(lab.ionmesh.heartbeats("rig-router"))
+            mem = benchlib.proc_status(pid, ("VmRSS", "VmHWM"))
+            threads = thread_count(pid)
+            stopped = lab.rig.stop_daemon()
+        finally:
+            ref.kill()
+            ref.wait()
+    context = {"window_s": round(window, 1), "threads": threads,
+               "heartbeats_in_window": beats1 - beats0,
+               "at_commands_in_window": commands1 - commands0,
+               "rss_kb": mem.get("VmRSS"), "peak_rss_kb": mem.get("VmHWM"),
+               "exit_status": stopped}
+    figures = [
+        Figure(f"idle CPU share ({part:g} s parts)", "%", cpu,
+               "an idle asyncio loop, same window", ref_cpu, target=0.1, target_on_mean=True,
+               target_text="mean <= 0.1 %", extra=context),
+        Figure(f"idle wakeups per second ({part:g} s parts)", "/s", wakeups,
+               "an idle asyncio loop, same window", ref_wakeups, target=1.0,
+               target_on_mean=True, target_text="mean <= 1 /s"),
+    ]
+    benchlib.emit("idle_cpu", figures, args.json, **context)
     return 0
 
 
