@@ -35,6 +35,7 @@ import pytest
 from remsim_supervisor.lab.ionmesh_server import IonMeshServer
 from remsim_supervisor.lab.network import IONMESH, LabNetwork
 from remsim_supervisor.lab.rig import Rig
+from tests.polling import wait
 
 CLIENT = "rig-router"
 IOT_ADDR = "10.251.2.2"
@@ -42,14 +43,6 @@ INTERVAL = 2
 TIMEOUT = 1.5
 
 
-def wait(what: str, predicate: Any, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def acks(server: IonMeshServer) -> list[tuple[float, str]]:

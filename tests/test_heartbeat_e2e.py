@@ -10,7 +10,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,6 +17,7 @@ from remsim_supervisor.lab.ionmesh_server import IonMeshServer
 from remsim_supervisor.lab.network import ELSEWHERE, IONMESH, MWAN3_RULE, LabNetwork
 from remsim_supervisor.lab.rig import Rig
 from tests.conftest import LAB_INTERVAL as INTERVAL
+from tests.polling import wait
 
 TIMEOUT = 1.5     # ionmesh.timeout
 CLIENT = "rig-router"
@@ -35,14 +35,6 @@ def heartbeat_sources(server: IonMeshServer) -> list[tuple[float, str]]:
     return [(r.time, r.client[0]) for r in server.heartbeats(CLIENT) if r.status == 200]
 
 
-def wait(what: str, predicate: Any, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def ours(net: LabNetwork) -> tuple[list[str], list[str]]:

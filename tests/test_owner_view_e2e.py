@@ -16,6 +16,7 @@ import pytest
 from remsim_supervisor.lab.ionmesh_server import IonMeshServer
 from remsim_supervisor.lab.network import IONMESH, LabNetwork
 from remsim_supervisor.lab.rig import Rig
+from tests.polling import wait
 
 
 @pytest.fixture
@@ -33,14 +34,6 @@ def rig(tmp_path: Path, net: LabNetwork) -> Iterator[Rig]:
         yield r
 
 
-def wait(what: str, predicate: Any, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
