@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 import sys
 import syslog
+import time
+from collections.abc import Callable
 
 IDENT = "remsim-supervisor"
 
@@ -115,3 +117,33 @@ def mask(value: object, keep: int = 4) -> str:
     if len(text) <= keep:
         return "*" * len(text)
     return "*" * (len(text) - keep) + text[-keep:]
+
+
+class Budget:
+    """At most ``count`` lines of one kind per ``window`` seconds, for lines an
+    outsider can multiply (a modem spraying garbage, a server's list).
+
+    :meth:`take` answers None when this line must stay unlogged, else how many
+    were held back since the last one logged (0 normally), so the line that
+    gets through can say so. ``clock`` is injectable for tests.
+    """
+
+    def __init__(self, count: int, window: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.count = count
+        self.window = window
+        self.clock = clock
+        self._start = -window
+        self._used = 0
+        self._held = 0
+
+    def take(self) -> int | None:
+        now = self.clock()
+        if now - self._start >= self.window:
+            self._start, self._used = now, 0
+        if self._used >= self.count:
+            self._held += 1
+            return None
+        self._used += 1
+        held, self._held = self._held, 0
+        return held

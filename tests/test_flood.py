@@ -122,6 +122,10 @@ def test_flood_on_one_port_during_failover_leaves_the_other_modem_and_status_fas
     assert taken / flood_s > 0.5 * FLOOD_BYTES_PER_S
     assert flooded["at_dropped_bytes"] > 0.8 * taken
     assert log.count("sends more than") == 1  # once a minute, not once a read
+    # At the rig's debug level, the garbage lines the budget let through are
+    # logged 20 a minute, not one log line per line of garbage.
+    unknown = [ln for ln in log.splitlines() if "modem2: URC" in ln and "(None)" in ln]
+    assert 1 <= len(unknown) <= 20, len(unknown)
     # The heartbeat failed over to the primary and kept being acknowledged.
     assert failed_over and hb["path"] == "modem1"
     assert any(r.client[0] == PRIMARY_ADDR and r.status == 200

@@ -118,3 +118,16 @@ def test_the_daemons_state_changes_in_logread(router: Router,
     assert match and match[2] == "warn"
     assert re.fullmatch(rf"heartbeat over main table failed: {re.escape(error.split(': ', 1)[1])}"
                         r" \(\d+ s of grace left\)", match[4]), (match[4], error)
+
+
+def test_a_log_budget_lets_count_lines_a_window_through_and_says_how_many_it_held() -> None:
+    from remsim_supervisor.log import Budget
+
+    now = [0.0]
+    budget = Budget(3, 60.0, clock=lambda: now[0])
+    assert [budget.take() for _ in range(5)] == [0, 0, 0, None, None]
+    now[0] = 59.9
+    assert budget.take() is None
+    now[0] = 60.0
+    assert budget.take() == 3  # the first line of the new window says what was held
+    assert budget.take() == 0

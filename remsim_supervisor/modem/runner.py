@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from remsim_supervisor import log as logsetup
 from remsim_supervisor.at import parsers
 from remsim_supervisor.at.engine import Response
 from remsim_supervisor.config import ModemConfig
@@ -89,6 +90,8 @@ class ModemRunner:
         self.budget = ByteBudget()
         self.since = time.monotonic()
         self.log = logging.getLogger(f"remsim_supervisor.modem.{cfg.name}")
+        # lines no URC table knows: a flooding port must not flood the log at debug
+        self._unknown_lines = logsetup.Budget(20, 60.0)
         self.link_state: dict[str, bool] = {}
         self.l3_device: str | None = None  # netifd's, for cfg.interface
         self._wake = asyncio.Event()
@@ -484,7 +487,10 @@ class ModemRunner:
 
     def _handle_urc(self, line: str) -> None:
         kind = parsers.classify_urc(line)
-        self.log.debug("%s: URC %r (%s)", self.name, line, kind)
+        held = 0 if kind is not None else self._unknown_lines.take()
+        if held is not None:
+            more = f"; {held} more unknown lines not logged" if held else ""
+            self.log.debug("%s: URC %r (%s)%s", self.name, line, kind, more)
         if kind == "registration":
             self._apply_registration(line)
             return
