@@ -347,3 +347,36 @@ def test_bad_notify_options_one_line_each() -> None:
         "f:12: notify.directory: must be an absolute path such as "
         "/etc/remsim-supervisor/notify.d, not 'notify.d'",
     ]
+
+
+DELIVER = """
+import asyncio
+from remsim_supervisor.notify import Event, Notifier
+event = Event("path_changed", "heartbeat path modem2 -> modem1: link down",
+              {"from": "modem2", "to": "modem1", "reason": "link down"})
+notifier = Notifier(None)
+assert notifier.ubus, "no ubus on PATH"
+asyncio.run(notifier.deliver(event))
+assert notifier.delivered["ubus"] == 1, notifier.status()
+"""
+
+
+def test_ubus_send_reaches_a_listener_on_openwrts_ubus() -> None:
+    """The notifier's `ubus send`, heard by `ubus listen` on OpenWrt's own ubusd."""
+    from tests.router import router_sandbox, wait_for
+
+    with router_sandbox() as router:
+        router.sh("ubus listen 'remsim-supervisor.*' > /tmp/heard 2>&1 &")
+
+        def heard() -> str | None:
+            result = router.run(["python3", "-c", DELIVER])
+            assert result.returncode == 0, result.stderr
+            text = router.sh("cat /tmp/heard").stdout
+            return text if "remsim-supervisor.path_changed" in text else None
+
+        text = wait_for(heard, timeout=10, interval=0.2)
+        assert text, "ubus listen heard nothing"
+        event = json.loads(text.splitlines()[0])["remsim-supervisor.path_changed"]
+        assert event == {"event": "path_changed", "from": "modem2", "to": "modem1",
+                         "reason": "link down",
+                         "message": "heartbeat path modem2 -> modem1: link down"}
