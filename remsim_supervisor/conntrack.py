@@ -78,21 +78,20 @@ def flush_conntrack(addresses: Iterable[str], *, netns: str | None = None) -> in
     """
     if isinstance(addresses, str):  # one address, not its characters
         addresses = [addresses]
-    targets: list[tuple[int, bytes]] = []
+    targets: dict[int, set[bytes]] = {}
     for text in addresses:
         try:
             address = ipaddress.ip_address(text)
         except ValueError:
             raise ConntrackError(f"not an IP address: {text!r}") from None
         family: int = socket.AF_INET if address.version == 4 else socket.AF_INET6
-        if (family, address.packed) not in targets:
-            targets.append((family, address.packed))
+        targets.setdefault(family, set()).add(address.packed)
     if not targets:
         return 0
     with _Ctnetlink(netns) as nl:
         deleted = 0
-        for family, packed in targets:
-            for entry in nl.entries_to(family, packed):
+        for family, wanted in targets.items():
+            for entry in nl.entries_to(family, wanted):
                 deleted += nl.delete(family, entry)
     return deleted
 
@@ -155,19 +154,22 @@ class _Ctnetlink:
     def __exit__(self, *exc: object) -> None:
         self.sock.close()
 
-    def entries_to(self, family: int, packed: bytes) -> list[bytes]:
-        """The delete payloads (tuple, zone, id) of the entries going to ``packed``."""
+    def entries_to(self, family: int, wanted: set[bytes]) -> list[bytes]:
+        """The delete payloads (tuple, zone, id) of the entries going to any of ``wanted``.
+
+        One dump whatever the number of addresses: the kernel filters it when
+        there is one IPv4 address, the check here decides in every case."""
         # The kernel's IPv6 address filter is inverted (ctnetlink_filter_match_tuple
         # skips the entries that *do* match, measured on 6.18): IPv6 is filtered here.
-        if self.kernel_filter and family == socket.AF_INET:
+        if self.kernel_filter and family == socket.AF_INET and len(wanted) == 1:
             try:
-                return self._dump(family, packed, kernel_filter=True)
+                return self._dump(family, wanted, kernel_filter=True)
             except _KernelSays as exc:
                 if exc.code not in (errno.EINVAL, errno.EOPNOTSUPP):
                     raise ConntrackError(_explain("read conntrack entries", exc.code)) from None
                 self.kernel_filter = False  # before 5.8, or a kernel that rejects it
         try:
-            return self._dump(family, packed, kernel_filter=False)
+            return self._dump(family, wanted, kernel_filter=False)
         except _KernelSays as exc:
             raise ConntrackError(_explain("read conntrack entries", exc.code)) from None
 
@@ -183,9 +185,10 @@ class _Ctnetlink:
             raise ConntrackError(_explain("delete a conntrack entry", exc.code)) from None
         return 1
 
-    def _dump(self, family: int, packed: bytes, *, kernel_filter: bool) -> list[bytes]:
+    def _dump(self, family: int, wanted: set[bytes], *, kernel_filter: bool) -> list[bytes]:
         payload = b""
         if kernel_filter:
+            [packed] = wanted
             ip = _attr(CTA_TUPLE_IP, _attr(_DST_ATTR[family], packed), nested=True)
             payload = _attr(CTA_TUPLE_ORIG, ip, nested=True) + _attr(
                 CTA_FILTER,
@@ -199,7 +202,7 @@ class _Ctnetlink:
                 continue
             body = start + NFGENMSG.size
             found = _original_destination(data, body, end)
-            if found is None or found[1] != packed:
+            if found is None or found[1] not in wanted:
                 continue
             keep = [found[0]]
             for kind in (CTA_ZONE, CTA_ID):

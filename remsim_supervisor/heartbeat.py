@@ -65,6 +65,7 @@ from remsim_supervisor.transport import in_daemon_thread
 log = logging.getLogger("remsim_supervisor.heartbeat")
 
 STATE_DIR = "/var/run/remsim-supervisor"
+CUTOVER_TIMEOUT_S = 3.0  # the conntrack cut-over after a path move, at most
 # Bytes a kept-alive HTTP exchange costs on the wire beyond the HTTP text:
 # three segments (request, response, ACK), each 20 bytes of IPv4 and 32 of TCP
 # with timestamps; a new connection adds its handshake and the close of the
@@ -425,10 +426,16 @@ class HeartbeatService:
             try:
                 from remsim_supervisor.conntrack import flush_conntrack
 
-                flushed = await asyncio.wait_for(in_daemon_thread(flush_conntrack, addresses), 3.0)
+                flushed = await asyncio.wait_for(in_daemon_thread(flush_conntrack, addresses),
+                                                 CUTOVER_TIMEOUT_S)
                 log.info("cut over %d tracked connection(s) to the pinned hosts", flushed)
+            except TimeoutError:
+                log.warning("conntrack cut-over for %d pinned address(es) did not finish within "
+                            "%.0f s; the heartbeat goes on without waiting for it",
+                            len(addresses), CUTOVER_TIMEOUT_S)
             except Exception as exc:
-                log.warning("could not flush conntrack for the pinned hosts: %s", exc)
+                log.warning("could not flush conntrack for the pinned hosts: %s",
+                            str(exc) or type(exc).__name__)
         if self._client is not None:
             self._client.close()  # the next request opens a connection on the new path
         self.beat_now()  # a heartbeat now, not an interval later

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -195,6 +196,27 @@ def test_flush_ipv6_and_several_at_once(lab: Lab) -> None:
     assert flush_conntrack([D1_6, D2, D1_6], netns=lab.router) == 4
 
     assert lab.entries() == [e for e in before if e[1] not in (D1_6, D2)]
+
+
+def test_many_pins_cost_one_dump_per_family(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 500 pinned addresses (two of them with flows): one dump for IPv4 and one
+    # for IPv6, not one per address, and exactly their entries go.
+    dumps: list[int] = []
+    send = conntrack._Ctnetlink._send
+
+    def counting(self: conntrack._Ctnetlink, command: int, flags: int, family: int,
+                 payload: bytes) -> int:
+        if command == conntrack.IPCTNL_MSG_CT_GET:
+            dumps.append(family)
+        return send(self, command, flags, family, payload)
+
+    monkeypatch.setattr(conntrack._Ctnetlink, "_send", counting)
+    pins = [f"10.252.{i // 250}.{i % 250 + 1}" for i in range(250)]
+    pins += [f"fd00:252::{i:x}" for i in range(1, 249)] + [D1, D2_6]
+    before = lab.entries()
+    assert flush_conntrack(pins, netns=lab.router) == 5
+    assert sorted(dumps) == sorted([socket.AF_INET, socket.AF_INET6])
+    assert lab.entries() == [e for e in before if e[1] not in (D1, D2_6)]
 
 
 def test_flushing_twice_or_nothing_deletes_nothing(lab: Lab) -> None:
