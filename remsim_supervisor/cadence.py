@@ -29,6 +29,9 @@ rules and carries out what they say.
   (the guardian): no attempt for longer than interval + timeout is a fault
   of its own, whatever the modems' health.
 * :func:`command_summary`: ``commands`` from the server as one bounded line.
+* :func:`report`: which heartbeats carry ``stats`` and ``modem_info`` (news,
+  or every 10th and 60th), so an average heartbeat costs close to the
+  HTTP/TCP floor.
 """
 
 from __future__ import annotations
@@ -42,10 +45,13 @@ __all__ = [
     "RELEARN_S",
     "SHOWN_COMMANDS",
     "IdleLimit",
+    "Reported",
     "ServerTrouble",
     "clamp_interval",
     "command_summary",
     "interval_bounds",
+    "report",
+    "reported",
     "schedule_fault",
 ]
 
@@ -154,3 +160,68 @@ def command_summary(commands: Sequence[Any], total: int) -> str:
 def _short(command: Any, limit: int = 80) -> str:
     text = repr(command)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Reported:
+    """What the last acknowledged heartbeat told IonMesh about the router, and
+    how many acknowledged heartbeats have gone since each part went."""
+
+    signal: tuple[Any, ...] | None = None  # (carrier, rssi, rsrp) with the stats
+    info: tuple[tuple[str, Any], ...] | None = None  # modem_info
+    beats_since_stats: int = 0
+    beats_since_info: int = 0
+
+
+STATS_EVERY = 10  # stats go with every 10th heartbeat at least
+INFO_EVERY = 60  # modem_info with every 60th
+SIGNAL_STEP_DB = 6  # a signal change this large is news
+
+
+def report(stats: dict[str, Any], info: dict[str, Any], carrier: str | None,
+           last: Reported | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Which of ``stats`` and ``modem_info`` the next heartbeat carries.
+
+    Every byte on the IoT plan counts: a heartbeat carries ``stats`` when the
+    carrying modem changed, when its signal moved by :data:`SIGNAL_STEP_DB` or
+    more, and at least every :data:`STATS_EVERY` heartbeats (counters and
+    uptime only grow, so they alone are no news); ``modem_info`` when it
+    changed, and at least every :data:`INFO_EVERY`. The first heartbeat
+    carries both.
+    """
+    signal = (carrier, stats.get("signal_rssi"), stats.get("signal_rsrp"))
+    info_key = tuple(sorted(info.items()))
+    send_stats: dict[str, Any] | None = stats or None
+    send_info: dict[str, Any] | None = info or None
+    if last is not None:
+        if last.signal is not None and not _signal_news(last.signal, signal) \
+                and last.beats_since_stats + 1 < STATS_EVERY:
+            send_stats = None
+        if last.info == info_key and last.beats_since_info + 1 < INFO_EVERY:
+            send_info = None
+    return send_stats, send_info
+
+
+def reported(last: Reported | None, stats: dict[str, Any] | None,
+             info: dict[str, Any] | None, carrier: str | None) -> Reported:
+    """``last`` after a heartbeat that carried ``stats`` and ``info`` was acknowledged."""
+    last = last or Reported()
+    return Reported(
+        signal=((carrier, stats.get("signal_rssi"), stats.get("signal_rsrp")) if stats
+                else last.signal),
+        info=tuple(sorted(info.items())) if info else last.info,
+        beats_since_stats=0 if stats else last.beats_since_stats + 1,
+        beats_since_info=0 if info else last.beats_since_info + 1,
+    )
+
+
+def _signal_news(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
+    if old[0] != new[0]:
+        return True
+    for before, now in zip(old[1:], new[1:]):
+        if (before is None) != (now is None):
+            return True
+        if isinstance(before, (int, float)) and isinstance(now, (int, float)) \
+                and abs(now - before) >= SIGNAL_STEP_DB:
+            return True
+    return False

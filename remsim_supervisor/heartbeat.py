@@ -138,6 +138,7 @@ class HeartbeatService:
         self.sent = self.acked = self.failed = 0
         self.wire_bytes: deque[int] = deque(maxlen=20)
         self.bytes_total = 0  # estimated on the wire, every heartbeat since the start
+        self._reported: cadence.Reported | None = None  # stats and modem_info IonMesh has
         self.budget_warned = False
         self.moves: deque[dict[str, Any]] = deque(maxlen=10)
         # modem -> (its last heartbeat was acknowledged, when)
@@ -519,10 +520,15 @@ class HeartbeatService:
                 in_daemon_thread(client.register, hardware), client.timeout * 2 + 2
             )
         stats, info = self._stats()
+        carrier = self.path.active
+        send_stats, send_info = cadence.report(stats, info, carrier, self._reported)
         # Two timeouts: a kept-alive connection found dead, then a fresh one.
-        return await asyncio.wait_for(
-            in_daemon_thread(client.heartbeat, "active", stats, info), client.timeout * 2 + 2
+        result = await asyncio.wait_for(
+            in_daemon_thread(client.heartbeat, "active", send_stats, send_info),
+            client.timeout * 2 + 2,
         )
+        self._reported = cadence.reported(self._reported, send_stats, send_info, carrier)
+        return result
 
     async def _exchange(self, modem: str | None) -> str:
         """Register if needed and send one heartbeat over ``modem`` (None: the active path).
@@ -552,6 +558,7 @@ class HeartbeatService:
                 if not self.registered:
                     assignment = await self._call(client, "register")
                     self.registered = True
+                    self._reported = None  # a new registration hears everything again
                     self._warn_problems(assignment.problems)
                     if assignment.heartbeat_interval:
                         self._use_interval(assignment.heartbeat_interval, "at registration")
