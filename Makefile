@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # The demo's last part runs the supervisor under OpenWrt's procd, with the
 # OpenWrt 24.10 libraries as the router's python3.
 demo: bootstrap userland $(VENV_NEWEST)/.stamp $(VENV_OWRT)/.stamp
-	$(VENV_NEWEST)/bin/python -m remsim_supervisor.lab.demo
+	$(VENV_NEWEST)/bin/python -m remsim_lab.demo
 
 # Both library sets at once, one per core; each log is printed whole at the end.
 # The router tests (OpenWrt's own programs) run under the last set only.
@@ -39,6 +39,8 @@ bootstrap:
 userland:
 	@sh scripts/build-openwrt.sh
 
+# The lab (remsim_lab/) sits beside the package and never ships; a .pth file puts
+# the repository on each venv's path so tests, benchmarks and the demo import it.
 venvs: $(VENV_NEWEST)/.stamp $(VENV_OWRT)/.stamp
 
 $(VENV_NEWEST)/.stamp: setup.cfg pyproject.toml requirements-dev.txt
@@ -47,6 +49,8 @@ $(VENV_NEWEST)/.stamp: setup.cfg pyproject.toml requirements-dev.txt
 	$(VENV_NEWEST)/bin/pip install -q --upgrade pip
 	$(VENV_NEWEST)/bin/pip install -q --upgrade -e . -r requirements-dev.txt
 	$(VENV_NEWEST)/bin/pip freeze > $(VENV_NEWEST)/freeze.txt
+	$(VENV_NEWEST)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
+		| xargs -I{} sh -c 'echo "$(CURDIR)" > {}/remsim-lab.pth'
 	touch $@
 
 $(VENV_OWRT)/.stamp: setup.cfg pyproject.toml requirements-dev.txt constraints/openwrt-24.10.txt
@@ -55,6 +59,8 @@ $(VENV_OWRT)/.stamp: setup.cfg pyproject.toml requirements-dev.txt constraints/o
 	$(VENV_OWRT)/bin/pip install -q --upgrade pip
 	$(VENV_OWRT)/bin/pip install -q -c constraints/openwrt-24.10.txt -e . -r requirements-dev.txt
 	$(VENV_OWRT)/bin/pip freeze > $(VENV_OWRT)/freeze.txt
+	$(VENV_OWRT)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
+		| xargs -I{} sh -c 'echo "$(CURDIR)" > {}/remsim-lab.pth'
 	touch $@
 
 lint: $(VENV_NEWEST)/.stamp

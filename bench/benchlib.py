@@ -245,9 +245,9 @@ def wait_until(predicate: Any, timeout: float, what: str, step: float = 0.01) ->
 
 @dataclass
 class Lab:
-    net: Any  # remsim_supervisor.lab.network.LabNetwork
-    ionmesh: Any  # remsim_supervisor.lab.ionmesh_server.IonMeshServer
-    rig: Any  # remsim_supervisor.lab.rig.Rig
+    net: Any  # remsim_lab.network.LabNetwork
+    ionmesh: Any  # remsim_lab.ionmesh_server.IonMeshServer
+    rig: Any  # remsim_lab.rig.Rig
     root: Path
 
     @property
@@ -264,9 +264,9 @@ def lab_daemon(prefix: str, *, interval: int = 1, extra_config: str = "",
     Everything is removed on exit, also on failure or Ctrl-C."""
     import tempfile
 
-    from remsim_supervisor.lab.ionmesh_server import IonMeshServer
-    from remsim_supervisor.lab.network import IONMESH, LabNetwork, call_in_netns
-    from remsim_supervisor.lab.rig import Rig
+    from remsim_lab.ionmesh_server import IonMeshServer
+    from remsim_lab.network import IONMESH, LabNetwork, call_in_netns
+    from remsim_lab.rig import Rig
 
     with tempfile.TemporaryDirectory(prefix=f"{prefix}-") as tmp, LabNetwork(prefix) as net:
         ionmesh = call_in_netns(net.cloud, IonMeshServer, host=IONMESH, port=5000,

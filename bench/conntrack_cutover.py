@@ -3,7 +3,7 @@
 A router namespace of its own with conntrack on (an nftables ``ct`` rule
 loads it), one tracked UDP flow to each pinned address plus ``--background``
 flows to other addresses (a router is never empty), then the supervisor's
-own :func:`remsim_supervisor.conntrack.flush_conntrack` with every pinned
+own :func:`remsim_supervisor.adapters.conntrack.flush_conntrack` with every pinned
 address, as the heartbeat task calls it when the path moves, timed wall
 clock. The entries are created again before each trial.
 
@@ -60,7 +60,7 @@ class Reference:
     """One dump of everything, one delete per matching entry: the floor."""
 
     def __init__(self, netns: str) -> None:
-        from remsim_supervisor.lab.network import call_in_netns
+        from remsim_lab.network import call_in_netns
 
         self.sock = call_in_netns(netns, lambda: socket.socket(
             socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER))
@@ -157,7 +157,7 @@ class Router:
 
     def track(self, addresses: list[str]) -> None:
         """One tracked UDP flow to each address (a datagram out of the dummy device)."""
-        from remsim_supervisor.lab.network import call_in_netns
+        from remsim_lab.network import call_in_netns
 
         def send() -> None:
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -177,7 +177,7 @@ def main() -> int:
                    help="tracked flows to other addresses")
     args = p.parse_args()
     benchlib.need_root("conntrack_cutover")
-    from remsim_supervisor.conntrack import flush_conntrack
+    from remsim_supervisor.adapters.conntrack import flush_conntrack
 
     counts = [int(n) for n in args.pins.split(",") if n.strip()]
     hosts = list(PINNED_NET.hosts())

@@ -43,10 +43,10 @@ IMPORTS = {
     "sqlite3": "import sqlite3",
     "pyroute2 IPRoute": "from pyroute2 import IPRoute",
     "pyroute2.iproute.linux IPRoute": "from pyroute2.iproute.linux import IPRoute",
-    "remsim_supervisor.routing": "import remsim_supervisor.routing",
-    "remsim_supervisor.daemon": "import remsim_supervisor.daemon",
-    "remsim_supervisor.daemon + pyroute2": (
-        "import remsim_supervisor.daemon; from pyroute2 import IPRoute"),
+    "remsim_supervisor.adapters.routing": "import remsim_supervisor.adapters.routing",
+    "remsim_supervisor.supervisor.daemon": "import remsim_supervisor.supervisor.daemon",
+    "remsim_supervisor.supervisor.daemon + pyroute2": (
+        "import remsim_supervisor.supervisor.daemon; from pyroute2 import IPRoute"),
 }
 
 PROBE = r"""

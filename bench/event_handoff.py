@@ -125,7 +125,7 @@ def latencies(launched: list[float], received: list[float]) -> list[float]:
 def main() -> int:
     args = benchlib.parser(__doc__, trials=50).parse_args()
     benchlib.need_root("event_handoff")
-    from remsim_supervisor.lab.rig import Rig
+    from remsim_lab.rig import Rig
 
     n = args.trials
     with benchlib.interrupts_as_exit(), tempfile.TemporaryDirectory(prefix="rsbev-") as tmp:

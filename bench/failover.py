@@ -93,7 +93,7 @@ class Listener:
     """The timestamped netlink listener, and the reference reactor on the same thread."""
 
     def __init__(self, netns: str, ifindex: dict[str, int], gateway: str) -> None:
-        from remsim_supervisor.lab.network import call_in_netns
+        from remsim_lab.network import call_in_netns
 
         def make() -> socket.socket:
             s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
@@ -192,7 +192,7 @@ def active_route(net: Any) -> dict[str, Any] | None:
 
 def rtt_ms(netns: str, address: str, port: int) -> float:
     """One TCP handshake to ``address`` bound to wwan0, in ``netns``: one RTT."""
-    from remsim_supervisor.lab.network import call_in_netns
+    from remsim_lab.network import call_in_netns
 
     def connect() -> float:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -248,7 +248,7 @@ def pin_addresses(n: int) -> list[str]:
 
 def track(netns: str, addresses: list[str]) -> None:
     """One tracked UDP flow from the router to each address."""
-    from remsim_supervisor.lab.network import call_in_netns
+    from remsim_lab.network import call_in_netns
 
     def send() -> None:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -266,7 +266,7 @@ def main() -> int:
     p.add_argument("--pins", type=int, default=0, help="extra pinned destinations")
     args = p.parse_args()
     benchlib.need_root("failover")
-    from remsim_supervisor.lab.network import IONMESH
+    from remsim_lab.network import IONMESH
 
     failover: list[float] = []
     reference: list[float] = []

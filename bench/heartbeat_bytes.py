@@ -20,13 +20,13 @@ after a minute of silence is counted as it would be at a 60 s interval.
   -d BODY URL`` N times, the same JSON body, a new connection each time.
 * ``--fresh``: ours once more, but each heartbeat on a fresh connection, the
   idle one dropped with a reset first: what the supervisor does over a
-  carrier it has seen forget idle flows (:mod:`remsim_supervisor.cadence`).
+  carrier it has seen forget idle flows (:mod:`remsim_supervisor.core.cadence`).
 
 Run as root from the repository: ``python bench/heartbeat_bytes.py [--count
 20] [--gap 0.5] [--tls] [--server-closes] [--fresh] [--json]``. Everything it
 creates (two namespaces
 and the veth pair, named after its pid) is removed on exit, also on failure.
-``tests/test_heartbeat_bytes.py`` runs :func:`measure` in CI.
+``tests/lab/test_heartbeat_bytes.py`` runs :func:`measure` in CI.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import IO, Self
 
-from remsim_supervisor.ionmesh import BASE_PATH, IonMeshClient, encode_json
+from remsim_supervisor.adapters.ionmesh import BASE_PATH, IonMeshClient, encode_json
 
 SERVER_IP = "10.251.0.1"
 CLIENT_IP = "10.251.0.2"
@@ -221,7 +221,7 @@ class WireLab:
 @contextlib.contextmanager
 def fake_ionmesh(lab: WireLab, pki_dir: str | None, keep_alive: bool = True) -> Iterator[str]:
     """The fake IonMesh in the server namespace (its command line); yields its URL."""
-    argv = [sys.executable, "-m", "remsim_supervisor.lab.ionmesh_server",
+    argv = [sys.executable, "-m", "remsim_lab.ionmesh_server",
             "--listen", f"{SERVER_IP}:{PORT}", "--interval", str(INTERVAL_S)]
     if not keep_alive:
         argv.append("--no-keep-alive")
@@ -385,7 +385,7 @@ def measure(count: int = 20, gap: float = 0.5, tls: bool = False,
         pki_dir = None
         ca_file = None
         if tls:
-            from remsim_supervisor.lab.ionmesh_server import write_lab_pki
+            from remsim_lab.ionmesh_server import write_lab_pki
 
             pki_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="rshb-pki-"))
             ca_file = write_lab_pki(pki_dir, (SERVER_IP,)).ca_file

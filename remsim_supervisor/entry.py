@@ -3,7 +3,7 @@
 osmo-remsim-client starts a new ``remsim-supervisor event CAUSE`` process for
 every event, several back to back, and each must return within a second on a
 small router. That command needs neither click nor the rest of the command
-line, so it is routed here straight to :func:`remsim_supervisor.event.main`
+line, so it is routed here straight to :func:`remsim_supervisor.cli.event.main`
 (about a quarter less CPU per event). Everything else goes to
 :mod:`remsim_supervisor.cli`.
 """
@@ -17,7 +17,7 @@ import sys
 def main() -> None:
     args = sys.argv[1:]
     if args[:1] == ["event"] and not {"-h", "--help"} & set(args):
-        from remsim_supervisor.event import main as event_main
+        from remsim_supervisor.cli.event import main as event_main
 
         sys.exit(event_main(args[1:]))
     if args[:1] == ["run"]:

@@ -3,7 +3,7 @@
 # each with its own pytest temporary root, then prints both logs whole, one
 # after the other, and fails if either failed. The first set runs the
 # osmo-remsim event test's 50 rounds in full; the others 15 (that path uses
-# the standard library only; REMSIM_EVENT_ROUNDS, see tests/test_event.py).
+# the standard library only; REMSIM_EVENT_ROUNDS, see tests/lab/test_event.py).
 # The last set runs the router tests, which use OpenWrt's own programs and not
 # the set's libraries (REMSIM_ROUTER_TESTS=1, see tests/router.py); the others
 # skip them (REMSIM_ROUTER_TESTS=0).

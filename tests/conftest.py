@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from remsim_supervisor.lab.ionmesh_server import IonMeshServer
-from remsim_supervisor.lab.network import IONMESH, LabNetwork, call_in_netns
+from remsim_lab.ionmesh_server import IonMeshServer
+from remsim_lab.network import IONMESH, LabNetwork, call_in_netns
 
 LAB_INTERVAL = 3  # heartbeat interval the lab's IonMesh asks for
 

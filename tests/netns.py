@@ -30,4 +30,4 @@ def exec_in(ns: str, *argv: str) -> list[str]:
 
 
 # Entering a namespace from the test process lives in the lab package (the demo uses it too).
-from remsim_supervisor.lab.network import call_in_netns  # noqa: E402,F401
+from remsim_lab.network import call_in_netns  # noqa: E402,F401

@@ -1,6 +1,6 @@
 """The router sandbox for the tests: OpenWrt's own userland running around the package.
 
-The sandbox itself is :class:`remsim_supervisor.lab.router.RouterSandbox` (``make
+The sandbox itself is :class:`remsim_lab.router.RouterSandbox` (``make
 demo`` uses it too): private mount, pid and network namespaces, overlays over
 ``/etc`` and ``/usr`` with OpenWrt's base-files, busybox as ``/bin/sh``, and
 ``ubusd``, ``logd``, ``procd`` and ``rpcd`` running; everything it started
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from remsim_supervisor.lab import router as lab
-from remsim_supervisor.lab.router import (
+from remsim_lab import router as lab
+from remsim_lab.router import (
     CONFIG_PATH,
     DAEMON_CONFIG,
     KIT,

@@ -5,7 +5,7 @@ plugins: which USB ids it enumerates with, which USB interface carries the AT
 port in each composition (and which must never be opened), which commands to
 send and poll, how to reset it and how long each step takes. Nothing here does
 I/O and nothing here parses responses: the AT engine sends the commands named
-here, the parsers in ``remsim_supervisor.at.parsers`` read the answers.
+here, the parsers in ``remsim_supervisor.core.parsers`` read the answers.
 
 Types
     ``Port``         one USB interface as the vendor publishes it (role, driver,

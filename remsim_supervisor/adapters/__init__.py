@@ -1,0 +1,1 @@
+"""The outside world behind narrow interfaces: serial ports, sysfs, netlink, GPIO, HTTP."""
