@@ -17,11 +17,12 @@ PYTEST_ARGS ?=
 demo: bootstrap userland $(VENV_NEWEST)/.stamp $(VENV_OWRT)/.stamp
 	$(VENV_NEWEST)/bin/python -m remsim_lab.demo
 
-# Both library sets at once, one per core; each log is printed whole at the end.
+# Both library sets at once, one per core, with the lint (`make lint`) beside
+# them; each log is printed whole at the end and any failure fails the target.
 # The router tests (OpenWrt's own programs) run under the last set only.
 test: bootstrap userland
-	$(MAKE) --no-print-directory -j2 venvs
-	sh scripts/run-suites.sh $(VENV_NEWEST) $(VENV_OWRT) -- $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory -j2 venvs $(LINT_STAMP)
+	sh scripts/run-suites.sh --lint $(VENV_NEWEST) $(VENV_NEWEST) $(VENV_OWRT) -- $(PYTEST_ARGS)
 
 test-newest: $(VENV_NEWEST)/.stamp
 	@echo "== suite with the newest libraries"
@@ -63,10 +64,16 @@ $(VENV_OWRT)/.stamp: setup.cfg pyproject.toml requirements-dev.txt constraints/o
 		| xargs -I{} sh -c 'echo "$(CURDIR)" > {}/remsim-lab.pth'
 	touch $@
 
-lint: $(VENV_NEWEST)/.stamp
-	$(VENV_NEWEST)/bin/pip install -q ruff mypy
-	$(VENV_NEWEST)/bin/ruff check remsim_supervisor
-	$(VENV_NEWEST)/bin/mypy remsim_supervisor
+# ruff on all the Python here and mypy on the package, with the versions pinned
+# in requirements-lint.txt, installed into the newest set's environment only.
+LINT_STAMP := $(VENV_NEWEST)/.lint-stamp
+
+lint: $(LINT_STAMP)
+	sh scripts/run-suites.sh --lint $(VENV_NEWEST)
+
+$(LINT_STAMP): $(VENV_NEWEST)/.stamp requirements-lint.txt
+	$(VENV_NEWEST)/bin/pip install -q -r requirements-lint.txt
+	touch $@
 
 ipk:
 	$(PYTHON) scripts/build_ipk.py --out dist
