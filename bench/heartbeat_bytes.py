@@ -430,7 +430,8 @@ def render(report: Report) -> str:
     out.append("")
     out.extend(f"note: {note}" for note in report.notes)
     out.append(f"ours: connection setup (first heartbeat's extra) "
-               f"{report.ours.setup_ip_bytes:.0f} B IP, close {report.ours.close_ip_bytes:.0f} B IP;"
+               f"{report.ours.setup_ip_bytes:.0f} B IP, "
+               f"close {report.ours.close_ip_bytes:.0f} B IP;"
                f" acknowledged {report.ours.acked}/{report.count}, curl {report.curl.acked}/"
                f"{report.count}")
     if report.ours.steady is not None:

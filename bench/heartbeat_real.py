@@ -97,8 +97,8 @@ def read_answer(sock: socket.socket) -> bytes:
 def main() -> int:
     args = benchlib.parser(__doc__, trials=60).parse_args()
     benchlib.need_root("heartbeat_real")
-    from remsim_supervisor.adapters.ionmesh import BASE_PATH
     from remsim_lab.network import IONMESH, call_in_netns
+    from remsim_supervisor.adapters.ionmesh import BASE_PATH
 
     ours: list[float] = []
     floor: list[float] = []

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from remsim_supervisor.adapters.gpio import ResetWatcher
+from remsim_lab.gpiowatch import ResetWatcher
 from remsim_lab.ionmesh_server import IonMeshServer
 from remsim_lab.network import IONMESH, LabNetwork, call_in_netns
 from remsim_lab.rig import Rig

@@ -29,11 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from remsim_supervisor.supervisor import control
-from remsim_supervisor.adapters.discovery import Discovery
-from remsim_supervisor.adapters.gpio import SIM_GPIO_ENV, ResetWatcher, SimGpio
 from remsim_lab.emulator import ModemEmulator
 from remsim_lab.fakesysfs import FakeSysfs
+from remsim_lab.gpiowatch import ResetWatcher
+from remsim_supervisor.adapters.discovery import Discovery
+from remsim_supervisor.adapters.gpio import SIM_GPIO_ENV, SimGpio
+from remsim_supervisor.supervisor import control
 
 
 @dataclass

@@ -5,7 +5,7 @@ every event, several back to back, and each must return within a second on a
 small router. That command needs neither click nor the rest of the command
 line, so it is routed here straight to :func:`remsim_supervisor.cli.event.main`
 (about a quarter less CPU per event). Everything else goes to
-:mod:`remsim_supervisor.cli`.
+:mod:`remsim_supervisor.cli.commands`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def main() -> None:
         # procd's reload sends SIGHUP; until the daemon's handler is in place
         # a SIGHUP would end the process (Python's default), so ignore it now.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    from remsim_supervisor.cli import main as cli_main
+    from remsim_supervisor.cli.commands import main as cli_main
 
     cli_main()
 

@@ -109,16 +109,6 @@ def set_level(level: str) -> None:
     logging.getLogger().setLevel(LEVELS.get(level, logging.INFO))
 
 
-def mask(value: object, keep: int = 4) -> str:
-    """Hide all but the last ``keep`` characters of an identity or secret."""
-    text = "" if value is None else str(value)
-    if not text:
-        return ""
-    if len(text) <= keep:
-        return "*" * len(text)
-    return "*" * (len(text) - keep) + text[-keep:]
-
-
 class Budget:
     """At most ``count`` lines of one kind per ``window`` seconds, for lines an
     outsider can multiply (a modem spraying garbage, a server's list).

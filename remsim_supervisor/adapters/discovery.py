@@ -20,7 +20,7 @@ Layout read (the kernel's, documented in Documentation/ABI):
     (option, qcserial) appear as ``<ifdir>/ttyUSBn/``, CDC-ACM ports as
     ``<ifdir>/tty/ttyACMn/``, network devices as ``<ifdir>/net/<name>/``,
     QMI/MBIM control devices as ``<ifdir>/usbmisc/cdc-wdmN/``.
-``<sys>/bus/pci/devices/<address>`` (PCIe FM350, ``mtk_t7xx``)
+``<sys>/bus/pci/devices/<address>`` (PCIe modems such as ``mtk_t7xx`` ones)
     ``vendor``/``device`` ("0x14c3"); the WWAN core puts its device at
     ``<devdir>/wwan/wwanN/``, its character ports beside it
     (``wwanNat0``, ``wwanNmbim0``: the suffix is the port type) and its
@@ -42,9 +42,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from remsim_supervisor.vendors import PROFILES
-from remsim_supervisor.vendors.base import VENDOR_CLASS, Composition, ModemProfile
+from remsim_supervisor.vendors.base import Composition, ModemProfile
+from remsim_supervisor.vendors.ports import assign_roles
 
-__all__ = ["Discovery", "FoundModem", "PortRoles", "UsbInterface", "assign_roles"]
+__all__ = ["Discovery", "FoundModem", "UsbInterface"]
 
 _USB_DEVICE_NAME = re.compile(r"^\d+-\d+(?:\.\d+)*$")  # "1-1.2"; not "usb1", not "1-1.2:1.0"
 _PCI_ADDRESS = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
@@ -112,16 +113,6 @@ class FoundModem:
         return wdm + wwan
 
 
-@dataclass(frozen=True)
-class PortRoles:
-    """What ``assign_roles`` decided, as kernel port names."""
-
-    at: str | None
-    secondary: str | None
-    candidates: tuple[str, ...]  # kernel names
-    never_open: tuple[str, ...]
-
-
 class Discovery:
     """Enumerates modems under ``sysfs_root`` and names their devices under ``dev_root``."""
 
@@ -151,8 +142,8 @@ class Discovery:
         """One modem: by USB path (wins, known or not), else by id, else by model.
 
         ``usb_id`` picks the first device with that id in path order
-        (deterministic across scans). ``model`` is a profile key ("ec25") or
-        text a profile recognises ("EC25", "FM350-GL"); with neither, the first
+        (deterministic across scans). ``model`` is a profile key or text a
+        profile's model patterns recognise; with neither, the first
         known modem.
         """
         if usb_path is not None:
@@ -171,6 +162,34 @@ class Discovery:
             if wanted is None or (found.profile is not None and found.profile.key == wanted):
                 return found
         return None
+
+    def locate(
+        self,
+        at_port: str | None = None,
+        usb_path: str | None = None,
+        usb_id: tuple[int, int] | None = None,
+        model: str | None = None,
+    ) -> tuple[FoundModem | None, str | None, str]:
+        """(modem, AT port to open, why there is none) for a configured modem.
+
+        A configured ``at_port`` is taken as it is (no modem is looked up);
+        otherwise :meth:`find` picks the modem and its AT port is the one its
+        composition names, else its first candidate.
+        """
+        if at_port:
+            if os.path.exists(at_port):
+                return None, at_port, ""
+            return None, None, f"AT port {at_port} does not exist"
+        found = self.find(usb_path=usb_path, usb_id=usb_id, model=model)
+        where = (
+            (usb_path and f"USB path {usb_path}")
+            or (usb_id and f"USB id {usb_id[0]:04x}:{usb_id[1]:04x}")
+            or "any known modem"
+        )
+        if found is None:
+            return None, None, f"no modem at {where}"
+        path = found.at_device or (found.at_candidates[0] if found.at_candidates else None)
+        return found, path, "" if path else f"modem at {where} has no AT port (yet)"
 
     def list_modems(self) -> list[FoundModem]:
         """Every device whose id a profile knows, in path order (USB first, then PCIe)."""
@@ -370,71 +389,6 @@ class Discovery:
             never_open_ttys=roles.never_open,
             bus=bus,
         )
-
-
-def assign_roles(composition: Composition | None, interfaces: Iterable[UsbInterface]) -> PortRoles:
-    """Which port is AT, which is second, which to probe, which never to touch.
-
-    Pure: sysfs facts in, names out. Interfaces are matched by number, or for
-    Huawei by vendor-class protocol; never-open interfaces are excluded from
-    every role even if the data elsewhere disagreed. Without a composition
-    (unknown device, or a layout that contradicts every known one) there is
-    no AT port, and every port is a candidate in interface order.
-    """
-    ifaces = sorted(interfaces, key=lambda i: i.number)
-    if composition is None:
-        return PortRoles(None, None, tuple(p for i in ifaces for p in i.at_ports[:1]), ())
-
-    if composition.bus == "pci":
-        at_ports = tuple(p for i in ifaces for p in i.at_ports)
-        return PortRoles(
-            at_ports[0] if at_ports else None,
-            at_ports[1] if len(at_ports) > 1 else None,
-            at_ports,
-            (),
-        )
-
-    never = set(composition.never_open) | {
-        i.number
-        for i in ifaces
-        if i.klass == VENDOR_CLASS and i.protocol in composition.never_open_protocols
-    }
-    usable = [i for i in ifaces if i.at_ports and i.number not in never]
-    by_number = {i.number: i for i in usable}
-
-    def by_protocol(protocols: tuple[int, ...]) -> UsbInterface | None:
-        return next(
-            (i for i in usable if i.klass == VENDOR_CLASS and i.protocol in protocols), None
-        )
-
-    def pick(number: int | None, protocols: tuple[int, ...]) -> UsbInterface | None:
-        if number is not None:
-            return by_number.get(number)
-        return by_protocol(protocols) if protocols else None
-
-    at_iface = pick(composition.at_interface, composition.at_protocols)
-    secondary_iface = pick(composition.secondary_at_interface, composition.secondary_protocols)
-    if secondary_iface is at_iface:
-        secondary_iface = None
-
-    ordered: list[UsbInterface | None] = [at_iface]
-    ordered.extend(by_number.get(n) for n in composition.probe_at)
-    ordered.append(secondary_iface)
-    if composition.needs_probe or at_iface is None:
-        # The layout is a guess: any port not known to be dangerous may be the one.
-        ordered.extend(usable)
-    candidates: list[str] = []
-    for iface in ordered:
-        if iface is not None and iface.at_ports[0] not in candidates:
-            candidates.append(iface.at_ports[0])
-
-    never_ports = tuple(p for i in ifaces if i.number in never for p in i.at_ports)
-    return PortRoles(
-        at_iface.at_ports[0] if at_iface else None,
-        secondary_iface.at_ports[0] if secondary_iface else None,
-        tuple(candidates),
-        never_ports,
-    )
 
 
 # --- defensive sysfs reads -------------------------------------------------------

@@ -6,7 +6,8 @@ netifd's ``l3_device`` (``wwan0``, or ``wwan_4``'s device with proto qmi,
 ``usb0`` for ECM/RNDIS). The daemon learns it two ways:
 
 * at start and on demand, from ``ubus call network.interface.NAME status``
-  (when ``ubus`` exists: OpenWrt; elsewhere there is no netifd to ask);
+  (when ``ubus`` exists: OpenWrt; elsewhere there is no netifd to ask; the
+  lab hands its own, from ``REMSIM_SUPERVISOR_UBUS``);
 * from the ``iface`` hotplug events the hook hands over, which carry
   ``INTERFACE`` and ``DEVICE`` whenever netifd brings an interface up.
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import subprocess
 
@@ -26,13 +26,14 @@ log = logging.getLogger(__name__)
 UBUS_TIMEOUT_S = 3.0
 
 
-def ubus_command() -> str | None:
-    return os.environ.get("REMSIM_SUPERVISOR_UBUS") or shutil.which("ubus")
+def ubus_command(given: str | None = None) -> str | None:
+    """The ubus to run: ``given`` (the environment's), else the one on PATH, else None."""
+    return given or shutil.which("ubus")
 
 
-def l3_device(interface: str) -> str | None:
-    """netifd's layer-3 device of ``interface`` now, or None (down, unknown, no ubus)."""
-    ubus = ubus_command()
+def l3_device(interface: str, ubus: str | None) -> str | None:
+    """netifd's layer-3 device of ``interface`` now, asked through the ``ubus``
+    command, or None (down, unknown, no ubus)."""
     if not ubus or not interface:
         return None
     try:

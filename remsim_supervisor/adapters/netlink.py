@@ -76,7 +76,13 @@ def parse_links(data: bytes) -> list[tuple[int, str | None, bool, bool]]:
 
 
 class LinkMonitor:
-    """Keeps ``name -> up`` for every link and reports changes to a callback."""
+    """Keeps ``name -> up`` for every link and reports changes to a callback.
+
+    ``on_change(name, up)`` is called in the event loop, straight from the
+    socket's reader callback, with the state the kernel's message carried:
+    whoever listens (the heartbeat's path, the modem tasks) acts on it as it
+    stands, without asking the kernel again.
+    """
 
     def __init__(self, on_change: Callable[[str, bool], None] | None = None) -> None:
         self.on_change = on_change

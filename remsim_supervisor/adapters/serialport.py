@@ -2,12 +2,12 @@
 
 A modem's AT port is a tty (``/dev/ttyUSB2``, ``/dev/ttyACM0``, a wwan char
 device, or a pseudo-terminal in the lab). Ports misbehave in ways that would
-freeze a naive daemon: a dead Fibocom FM350 tty blocks ``close()`` for about
+freeze a naive daemon: some modems' dead ttys block ``close()`` for about
 30 s, a wedged modem never drains its output buffer, a USB unplug turns every
 read into ``EIO``. So:
 
-* pyserial opens and configures the port (raw, 115200, DTR set, which the
-  EC25's QMI interface needs) with ``exclusive=True`` (``flock``), and UUCP
+* pyserial opens and configures the port (raw, 115200, DTR set, which some
+  modems' QMI interfaces need) with ``exclusive=True`` (``flock``), and UUCP
   lock files in ``/var/lock`` are honoured: a port that smsd, a dialler or
   another program holds is reported, not fought over. Our own lock file is
   written while we hold the port.
@@ -410,7 +410,7 @@ class SerialPort:
 class AtChannel:
     """AT commands over one :class:`SerialPort`, one at a time, each with a timeout."""
 
-    def __init__(self, port: SerialPort, on_urc: Callable[[str], None] | None = None,
+    def __init__(self, port: SerialPort, on_urc: Callable[[Urc], None] | None = None,
                  budget: ByteBudget | None = None, name: str | None = None) -> None:
         self.port = port
         self.engine = AtEngine()
@@ -453,7 +453,7 @@ class AtChannel:
                     self._waiter.set_exception(AtOverflow(event.message))
             elif isinstance(event, Urc):
                 if self.on_urc is not None:
-                    self.on_urc(event.line)
+                    self.on_urc(event)  # classified once, by the engine's table
             elif isinstance(event, Noise):
                 log.debug(
                     "%s: discarded %d bytes of noise: %r",

@@ -16,22 +16,9 @@ happens (the client discards it) except 2 for an unknown cause:
 3. It hands the event to the daemon over the control socket
    (``{"cmd": "event", ...}``) with a short timeout; the daemon's
    :class:`~remsim_supervisor.supervisor.simswitch.SimSwitcher` coalesces and applies.
-4. With no daemon answering, it is degraded but safe: the event is appended
-   to a journal in the state directory (``/var/run/remsim-supervisor``, or
-   ``$REMSIM_SUPERVISOR_STATE_DIR``) under ``flock``, and the first event of
-   a burst starts a detached worker (double fork, new session, stdio on
-   ``/dev/null``). The worker waits for the batch to settle, applies the same
-   rule (:func:`remsim_supervisor.supervisor.simswitch.plan`) directly to the primary
-   modem's ``sim_gpio`` and ``reset_gpio`` lines, and exits when the journal
-   is empty. Later events of the burst only append. If a daemon has come up
-   meanwhile, the worker hands it the events instead of touching its lines.
-
-Crash safety: the worker is alive exactly while it holds ``event.worker``'s
-flock (the kernel drops it with the process), and it gives that up only while
-holding the journal's lock with the journal empty, so an event is never
-stranded. A worker that died leaves a journal the next burst's worker picks
-up; entries older than ``JOURNAL_MAX_AGE_S`` are dropped as stale, and every
-worker first drives the reset line to rest, in case one died mid-pulse.
+4. With no daemon answering, it is degraded but safe: the event goes to a
+   journal whose detached worker applies the same rule to the primary
+   modem's lines (:mod:`remsim_supervisor.cli.event_worker`).
 
 ``$REMSIM_SUPERVISOR_EVENT_SETTLE`` shortens the settle window for tests.
 :func:`main` parses ``[-c FILE] [--] CAUSE`` without click, for a launcher
@@ -40,56 +27,37 @@ that wants to skip the CLI's imports: every event starts a new interpreter.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from remsim_supervisor.supervisor import control
 from remsim_supervisor import log as logsetup
-from remsim_supervisor.config import DEFAULT_PATH, Config, ConfigError, ModemConfig, load
-from remsim_supervisor.supervisor.simswitch import (
+from remsim_supervisor.cli.event_worker import DEFAULT_STATE_DIR, append_event
+from remsim_supervisor.config import Config, ConfigError, Environment, load
+from remsim_supervisor.config.env import PREFIX
+from remsim_supervisor.core.simplan import (
     BANKD_PORT,
     KNOWN_CAUSES,
-    Event,
-    Memory,
     format_hostport,
     parse_hostport,
-    plan,
-    remember,
-    settle_due,
 )
+from remsim_supervisor.supervisor import control
 
 __all__ = [
     "DEFAULT_STATE_DIR",
-    "SETTLE_ENV",
-    "STATE_DIR_ENV",
     "event_environment",
     "main",
     "process_origin",
     "run_event",
-    "settle_from_env",
 ]
 
 log = logging.getLogger(__name__)
 
-STATE_DIR_ENV = "REMSIM_SUPERVISOR_STATE_DIR"
-DEFAULT_STATE_DIR = "/var/run/remsim-supervisor"
-SETTLE_ENV = "REMSIM_SUPERVISOR_EVENT_SETTLE"
-DEFAULT_SETTLE_S = 0.5
-
 CONTROL_TIMEOUT_S = 0.4  # the daemon answers from memory; a stuck one must not cost the second
-LOCK_WAIT_S = 0.25  # the journal lock is held for an append, never across GPIO work
-JOURNAL_MAX_AGE_S = 30.0  # far beyond any burst: older entries are a dead worker's leftovers
-JOURNAL_MAX_LINES = 256
-WORKER_LOCK_WAIT_S = 5.0
-DEFAULT_PULSE_MS = 300
 
 # Variables the client sets (REMSIM-EVENTS.md); other REMSIM_* are taken too,
 # within the caps, but never our own REMSIM_SUPERVISOR_* hooks.
@@ -97,22 +65,6 @@ EXTRA_VARIABLES = ("OPENWRT_MODEM_DEVICE",)
 MAX_VARIABLES = 32
 MAX_NAME = 64
 MAX_VALUE = 256
-
-JOURNAL, JOURNAL_LOCK, WORKER_LOCK, STATE = (
-    "event.journal",
-    "event.lock",
-    "event.worker",
-    "event.state",
-)
-
-
-def settle_from_env(environ: Mapping[str, str]) -> float:
-    """The settle window: ``$REMSIM_SUPERVISOR_EVENT_SETTLE`` seconds, else 0.5."""
-    try:
-        value = float(environ.get(SETTLE_ENV, "") or DEFAULT_SETTLE_S)
-    except ValueError:
-        return DEFAULT_SETTLE_S
-    return value if 0.0 < value <= 60.0 else DEFAULT_SETTLE_S
 
 
 def _clean(text: str, limit: int) -> str:
@@ -128,7 +80,7 @@ def event_environment(environ: Mapping[str, str]) -> dict[str, str]:
     for name in sorted(environ):
         if not (name.startswith("REMSIM_") or name in EXTRA_VARIABLES):
             continue
-        if name.startswith("REMSIM_SUPERVISOR_") or len(name) > MAX_NAME:
+        if name.startswith(PREFIX) or len(name) > MAX_NAME:
             continue
         if not name.replace("_", "").isalnum() or not name.isascii():
             continue
@@ -219,7 +171,7 @@ def run_event(cause: str, config_path: str, environ: Mapping[str, str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """``event [-c FILE] [--] CAUSE`` as the CLI takes it; 2 and one line on a usage error."""
     args = list(sys.argv[1:] if argv is None else argv)
-    config_path = os.environ.get("REMSIM_SUPERVISOR_CONFIG") or DEFAULT_PATH
+    config_path = Environment.from_environ(os.environ, strict=False).config
     causes: list[str] = []
     while args:
         arg = args.pop(0)
@@ -280,9 +232,10 @@ def _handle(cause: str, config_path: str, environ: Mapping[str, str]) -> None:
             cause,
         )
         return
-    state_dir = Path(environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR).absolute()
+    hooks = Environment.from_environ(environ, strict=False)
+    state_dir = Path(hooks.state_dir).absolute()
     record = {"cause": cause, "at": time.monotonic(), "origin": origin, "env": env}
-    _journal(state_dir, record, os.path.abspath(config_path), settle_from_env(environ))
+    append_event(state_dir, record, os.path.abspath(config_path), hooks.event_settle)
 
 
 def _note_bankd(env: Mapping[str, str]) -> None:
@@ -298,342 +251,3 @@ def _note_bankd(env: Mapping[str, str]) -> None:
             "to the heartbeat path",
             format_hostport(*peer),
         )
-
-
-# --- the journal and its worker ---
-
-
-@contextlib.contextmanager
-def _locked(path: Path, wait_s: float) -> Iterator[int | None]:
-    """flock ``path`` for at most ``wait_s``; yields the descriptor, or None if it stayed busy."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    deadline = time.monotonic() + wait_s
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    yield None
-                    return
-                time.sleep(0.005)
-        try:
-            yield fd
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
-def _journal(state_dir: Path, record: dict[str, Any], config_path: str, settle_s: float) -> None:
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with _locked(state_dir / JOURNAL_LOCK, LOCK_WAIT_S) as lock:
-        if lock is None:
-            log.error(
-                "osmo-remsim: %s is busy; %s dropped", state_dir / JOURNAL_LOCK, record["cause"]
-            )
-            return
-        _append(state_dir / JOURNAL, record)
-        worker = os.open(state_dir / WORKER_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            try:
-                fcntl.flock(worker, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return  # a worker is alive: it reads the journal before it may exit
-            _spawn_worker(worker, lock, state_dir, config_path, settle_s)
-        finally:
-            # Only our descriptor closes: the worker's copy keeps the lock held.
-            os.close(worker)
-
-
-def _append(path: Path, record: dict[str, Any]) -> None:
-    line = (json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n").encode()
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = b"\n" + line  # a record cut short by a crash must not swallow this one
-        os.write(fd, line)  # one write: a reader never sees half a record
-    finally:
-        os.close(fd)
-
-
-def _read_journal(path: Path, now: float) -> list[Event]:
-    try:
-        lines = path.read_bytes().splitlines()[-JOURNAL_MAX_LINES:]
-    except FileNotFoundError:
-        return []
-    events = []
-    for seq, raw in enumerate(lines):
-        try:
-            record = json.loads(raw)
-            cause, at = str(record["cause"]), float(record["at"])
-        except (ValueError, KeyError, TypeError):
-            continue  # a line a crash cut short
-        if cause not in KNOWN_CAUSES:
-            continue
-        if not 0.0 <= now - at <= JOURNAL_MAX_AGE_S:
-            log.warning(
-                "osmo-remsim: stale %s in the journal dropped (%.0f s old)", cause, now - at
-            )
-            continue
-        origin = record.get("origin") or {}
-        order, started = None, None
-        if isinstance(origin, dict) and all(
-            isinstance(origin.get(k), (int, float)) for k in ("ticks", "pid", "age_s")
-        ):
-            order = (int(origin["ticks"]), int(origin["pid"]))
-            started = at - float(origin["age_s"])
-        env = record.get("env") if isinstance(record.get("env"), dict) else {}
-        events.append(
-            Event(cause, at, seq, order, started, {str(k): str(v) for k, v in (env or {}).items()})
-        )
-    return events
-
-
-def _spawn_worker(
-    worker_fd: int, lock_fd: int, state_dir: Path, config_path: str, settle_s: float
-) -> None:
-    """Start the detached worker holding ``worker_fd``'s lock; returns at once."""
-    try:
-        child = os.fork()
-    except OSError as exc:
-        log.error("osmo-remsim: cannot start the event worker: %s", exc)
-        return
-    if child:
-        os.waitpid(child, 0)  # the middle process exits at once
-        return
-    # The middle process: a new session, then the worker as its orphan, so
-    # neither the client nor its process group ever waits for it or kills it.
-    try:
-        os.setsid()
-        if os.fork():
-            os._exit(0)
-        _detach(keep=worker_fd, drop=lock_fd)
-        logsetup.setup("info")
-        _worker(state_dir, config_path, settle_s, worker_fd)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            log.exception("osmo-remsim: event worker failed")
-    finally:
-        os._exit(0)
-
-
-def _detach(keep: int, drop: int) -> None:
-    import syslog
-
-    syslog.closelog()  # its socket is among the descriptors closed below
-    os.close(drop)
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    if null > 2:
-        os.close(null)
-    os.closerange(3, keep)
-    os.closerange(keep + 1, 1024)
-    os.umask(0o077)
-    # No chdir("/"): the worker lives for a batch, and relative paths in the
-    # lab's environment must keep meaning what they meant to the caller.
-
-
-def _worker(state_dir: Path, config_path: str, settle_s: float, worker_fd: int) -> None:
-    poll = min(0.05, max(0.01, settle_s / 8))
-    journal = state_dir / JOURNAL
-    rested = False
-    while True:
-        time.sleep(poll)
-        with _locked(state_dir / JOURNAL_LOCK, WORKER_LOCK_WAIT_S) as lock:
-            if lock is None:
-                continue
-            now = time.monotonic()
-            batch = _read_journal(journal, now)
-            if not batch:
-                journal.unlink(missing_ok=True)
-                # Under the journal lock: an event appended after this sees no worker.
-                fcntl.flock(worker_fd, fcntl.LOCK_UN)
-                return
-            if now < settle_due(batch, settle_s):
-                continue
-            journal.unlink()
-        config = _config(config_path)
-        if config is None:
-            continue
-        if _forward(config, batch):
-            continue
-        if not rested:
-            _rest_reset_line(config)
-            rested = True
-        _apply_direct(config, state_dir, batch)
-
-
-def _config(path: str) -> Config | None:
-    try:
-        return load(path, {})
-    except ConfigError as exc:
-        log.error("osmo-remsim: no SIM switch without the daemon: %s", exc.problems[0])
-        return None
-
-
-def _forward(config: Config, batch: list[Event]) -> bool:
-    """Hand the batch to a daemon that came up meanwhile: it holds the lines now."""
-    path = config.supervisor.control_socket
-    if not os.path.exists(path):
-        return False
-    for n, event in enumerate(sorted(batch, key=lambda e: (e.order or (0, 0), e.seq))):
-        origin = None
-        if event.order is not None and event.started is not None:
-            origin = {
-                "ticks": event.order[0],
-                "pid": event.order[1],
-                "age_s": round(max(0.0, time.monotonic() - event.started), 3),
-            }
-        try:
-            control.request(
-                path,
-                {"cmd": "event", "cause": event.cause, "env": dict(event.env), "origin": origin},
-                timeout=2.0,
-            )
-        except (control.ControlError, OSError):
-            if n == 0:
-                return False
-            log.error("osmo-remsim: the daemon stopped taking events; %s lost", event.cause)
-    log.info("osmo-remsim: %d event(s) handed to the daemon that started meanwhile", len(batch))
-    return True
-
-
-def _load_memory(path: Path) -> Memory:
-    try:
-        data = json.loads(path.read_text())
-        order = data.get("applied_order")
-        return Memory(
-            last_reset_at=float(data["last_reset_at"]) if data.get("last_reset_at") else None,
-            applied_order=(int(order[0]), int(order[1])) if order else None,
-        )
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return Memory()
-
-
-def _save_memory(path: Path, memory: Memory) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(
-        json.dumps({"last_reset_at": memory.last_reset_at, "applied_order": memory.applied_order})
-    )
-    os.replace(tmp, path)
-
-
-def _primary(config: Config) -> ModemConfig | None:
-    primary = config.by_role("primary")
-    if primary is None:
-        log.error("osmo-remsim: no primary modem in %s: nothing to switch", config.path)
-    return primary
-
-
-def _pulse_ms(modem: ModemConfig) -> int:
-    if modem.reset_pulse_ms:
-        return modem.reset_pulse_ms
-    from remsim_supervisor.vendors import get_profile, profile_for_usb_id
-
-    profile = None
-    if modem.model != "auto":
-        with contextlib.suppress(KeyError):
-            profile = get_profile(modem.model)
-    elif modem.usb_id is not None:
-        profile = profile_for_usb_id(*modem.usb_id)
-    return (profile.timings.reset_pulse_ms if profile else None) or DEFAULT_PULSE_MS
-
-
-def _rest_reset_line(config: Config) -> None:
-    # A worker killed mid-pulse leaves the modem held in reset: release it first.
-    modem = _primary(config)
-    if modem is None or modem.reset_gpio is None:
-        return
-    from remsim_supervisor.adapters.gpio import GpioError, open_line
-
-    try:
-        open_line(
-            modem.reset_gpio,
-            active_low=modem.reset_active_low,
-            initial=False,
-            consumer="remsim-supervisor event",
-        ).release()
-    except GpioError as exc:
-        log.error("osmo-remsim: %s (primary): reset_gpio: %s", modem.name, exc)
-
-
-def _apply_direct(config: Config, state_dir: Path, batch: list[Event]) -> None:
-    from remsim_supervisor.adapters.gpio import GpioError, Line, open_line
-    from remsim_supervisor.supervisor.lines import is_remote, sim_level
-
-    modem = _primary(config)
-    if modem is None:
-        return
-    memory = _load_memory(state_dir / STATE)
-    sim: Line | None = None
-    current: bool | None = None
-    if modem.sim_gpio is None:
-        log.error("osmo-remsim: %s (primary) has no sim_gpio: nothing can be switched", modem.name)
-    else:
-        try:
-            sim = open_line(
-                modem.sim_gpio,
-                active_low=modem.sim_active_low,
-                initial=None,
-                consumer="remsim-supervisor event",
-            )
-            current = is_remote(modem, sim.get())
-        except GpioError as exc:
-            log.error("osmo-remsim: %s (primary): sim_gpio: %s", modem.name, exc)
-    try:
-        decided = plan(batch, current, memory)
-        switched = False
-        if decided.switch and decided.side is not None and sim is not None:
-            sim.set(sim_level(modem, decided.side))
-            switched = True
-        reset_at = None
-        if switched or decided.requested_reset:
-            reset_at = time.monotonic()
-            # Written before the pulse: a worker that dies during it must not
-            # make the next one pulse again for the same requests.
-            _save_memory(state_dir / STATE, Memory(reset_at, memory.applied_order))
-            _reset(modem)
-        remember(memory, decided, reset_at)
-        _save_memory(state_dir / STATE, memory)
-        log.info("osmo-remsim, no daemon: %s (%s)", decided.describe(), ", ".join(decided.causes))
-    finally:
-        if sim is not None:
-            sim.release()
-
-
-def _reset(modem: ModemConfig) -> None:
-    import asyncio
-
-    from remsim_supervisor.adapters.gpio import GpioError, open_line, pulse
-
-    if modem.reset_gpio is None:
-        log.error(
-            "osmo-remsim: %s (primary) has no reset_gpio: it cannot be reset without the daemon",
-            modem.name,
-        )
-        return
-    width = _pulse_ms(modem)
-    try:
-        line = open_line(
-            modem.reset_gpio,
-            active_low=modem.reset_active_low,
-            initial=False,
-            consumer="remsim-supervisor event",
-        )
-    except GpioError as exc:
-        log.error("osmo-remsim: %s (primary): reset_gpio: %s", modem.name, exc)
-        return
-    try:
-        log.info(
-            "osmo-remsim, no daemon: %s (primary): reset pulse %d ms on %s",
-            modem.name,
-            width,
-            modem.reset_gpio,
-        )
-        asyncio.run(pulse(line, width))
-    finally:
-        line.release()

@@ -25,11 +25,11 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
-from remsim_supervisor.supervisor import control
-from remsim_supervisor.config import Config, ConfigError, ModemConfig, load
-from remsim_supervisor.supervisor.heartbeat import NEW_CONNECTION_OVERHEAD, STATE_DIR, TCP_IP_OVERHEAD
 from remsim_supervisor.adapters.ionmesh import IonMeshClient, IonMeshError, NotRegistered
 from remsim_supervisor.adapters.resolve import Resolver
+from remsim_supervisor.config import Config, ConfigError, Environment, ModemConfig, load
+from remsim_supervisor.supervisor import control
+from remsim_supervisor.supervisor.heartbeat import NEW_CONNECTION_OVERHEAD, TCP_IP_OVERHEAD
 
 
 class Refused(Exception):
@@ -48,7 +48,8 @@ def choose_modem(config: Config, via: str) -> ModemConfig:
     return modem
 
 
-def data_device(config: Config, modem: ModemConfig, daemon: dict[str, Any] | None) -> str:
+def data_device(config: Config, modem: ModemConfig, daemon: dict[str, Any] | None,
+                sysfs_root: str = "/sys") -> str:
     if daemon is not None:
         for m in daemon.get("modems", []):
             if m.get("name") == modem.name and m.get("device"):
@@ -58,7 +59,7 @@ def data_device(config: Config, modem: ModemConfig, daemon: dict[str, Any] | Non
     if modem.usb_path or modem.usb_id:
         from remsim_supervisor.adapters.discovery import Discovery
 
-        found = Discovery(os.environ.get("REMSIM_SUPERVISOR_SYSFS", "/sys")).find(
+        found = Discovery(sysfs_root).find(
             usb_path=modem.usb_path, usb_id=modem.usb_id
         )
         if found is not None and found.net_ifaces:
@@ -76,26 +77,28 @@ def daemon_status(config: Config) -> dict[str, Any] | None:
     return answer.get("status") if answer.get("ok") else None
 
 
-def run_test_heartbeat(config_path: str, via: str, count: int, as_json: bool) -> int:
+def run_test_heartbeat(config_path: str, via: str, count: int, as_json: bool,
+                       env: Environment | None = None) -> int:
+    hooks = env if env is not None else Environment.from_environ(os.environ)
     try:
-        config = load(config_path)
+        config = load(config_path, hooks.overrides)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
     try:
-        return _run(config, via, count, as_json)
+        return _run(config, via, count, as_json, hooks)
     except Refused as exc:
         print(f"remsim-supervisor: {exc}", file=sys.stderr)
         return exc.code
 
 
-def _run(config: Config, via: str, count: int, as_json: bool) -> int:
+def _run(config: Config, via: str, count: int, as_json: bool, hooks: Environment) -> int:
     modem = choose_modem(config, via)
     status = daemon_status(config)
-    device = data_device(config, modem, status)
+    device = data_device(config, modem, status, hooks.sysfs)
     host = urlsplit(config.ionmesh.url).hostname or ""
-    state_dir = os.environ.get("REMSIM_SUPERVISOR_STATE_DIR", STATE_DIR)
+    state_dir = hooks.state_dir
     resolver = Resolver(
         cache_file=os.path.join(state_dir, "resolved.json"), mark=config.routing.mark
     )

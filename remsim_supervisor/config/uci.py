@@ -170,6 +170,30 @@ class _Scanner:
             self.pos, self.line = len(self.text), len(self._line_starts)
         self.ended = False
 
+    def _quoted(self, quote: str, out: list[str]) -> int:
+        """A quoted run from its opening ``quote`` to its closing one, into ``out``.
+
+        Between double quotes a backslash escapes, between single quotes it is a
+        plain character. Returns how many backslashes were dropped.
+        """
+        opened = self.line
+        self.pos += 1
+        dropped = 0
+        while True:
+            q = self.peek()
+            if q == "":
+                raise _Unterminated(opened, quote)
+            if q == "\\" and quote == '"':
+                dropped += 1
+                escaped = self._backslash()
+                if escaped is not None:
+                    out.append(escaped)
+                continue
+            self.advance()
+            if q == quote:
+                return dropped
+            out.append(q)
+
     def _backslash(self) -> str | None:
         """After a backslash: the escaped character, or None for a line continuation."""
         self.pos += 1  # the backslash itself
@@ -214,36 +238,8 @@ class _Scanner:
         lag = 0
         while True:
             c = self.peek()
-            if c == "'":
-                lag += 2
-                opened = self.line
-                self.pos += 1
-                while True:
-                    q = self.peek()
-                    if q == "":
-                        raise _Unterminated(opened, "'")
-                    self.advance()
-                    if q == "'":
-                        break
-                    out.append(q)
-            elif c == '"':
-                lag += 2
-                opened = self.line
-                self.pos += 1
-                while True:
-                    q = self.peek()
-                    if q == "":
-                        raise _Unterminated(opened, '"')
-                    if q == "\\":
-                        lag += 1
-                        escaped = self._backslash()
-                        if escaped is not None:
-                            out.append(escaped)
-                        continue
-                    self.advance()
-                    if q == '"':
-                        break
-                    out.append(q)
+            if c in ("'", '"'):
+                lag += 2 + self._quoted(c, out)
             elif c == "#":
                 # libuci overwrites '#' with the string end: the rest of the line is gone
                 self.skip_to_eol()

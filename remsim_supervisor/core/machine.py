@@ -21,15 +21,27 @@ States, in the order a healthy modem walks them (PRODUCT.md):
 ``recovering``  a recovery step is running on it
 ``failed``      the AT port stopped answering (wedged) or the modem is unusable
 
-The runner (``modem/runner.py``) owns the I/O: it turns AT replies, URCs,
-netlink link changes and timeouts into the events below and executes the
-actions it gets back.
+The modem task (``supervisor/modem.py``) owns the I/O: it turns AT replies,
+typed URCs, netlink link changes and timeouts into the events below and
+executes the actions it gets back. Registrations are the parsers' own
+:class:`~remsim_supervisor.core.parse.registration.Registration`, from the
+URC or query answer to the status, never converted.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Any
+
+from remsim_supervisor.core.parse.registration import REGISTERED_STATES, Registration
+
+__all__ = [
+    "LOCKED_SIM", "PS_KINDS", "REGISTERED_STATES", "STATES", "WEDGED_AFTER", "Action", "Answered",
+    "Event", "Identified", "LinkChanged", "Log", "ModemFacts", "NotFound", "OperatorReport",
+    "PortLost", "PortOpened", "Rebooted", "RecoveryEnded", "RecoveryStarted", "RefreshRegistration",
+    "RefreshSim", "Registration", "RegistrationReport", "Reprobe", "SignalReport", "SimState",
+    "SubscriberIds", "TimedOut", "derive_state", "step",
+]
 
 STATES = (
     "absent",
@@ -48,17 +60,6 @@ WEDGED_AFTER = 3
 
 # CxREG kinds that speak for the packet domain: data needs one of these.
 PS_KINDS = ("CEREG", "C5GREG", "CGREG")
-
-REGISTERED_STATES = frozenset(
-    {
-        "home",
-        "roaming",
-        "home_sms_only",
-        "roaming_sms_only",
-        "home_csfb_not_preferred",
-        "roaming_csfb_not_preferred",
-    }
-)
 
 LOCKED_SIM = frozenset(
     {
@@ -80,17 +81,6 @@ LOCKED_SIM = frozenset(
         "ph_corp_puk",
     }
 )
-
-
-@dataclass(frozen=True)
-class Registration:
-    """One CxREG report, reduced to what the machine needs."""
-
-    kind: str
-    state: str
-    access_tech: str = "unknown"
-    lac: int | None = None
-    ci: int | None = None
 
 
 @dataclass(frozen=True)

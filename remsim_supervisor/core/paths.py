@@ -98,6 +98,16 @@ def on_facts(state: PathState, paths: dict[str, PathFacts]) -> tuple[PathState, 
     return _move(state, None, f"{why}; no other usable path")
 
 
+def with_link(paths: dict[str, PathFacts], device: str, up: bool) -> dict[str, PathFacts]:
+    """The facts after a link event: ``device`` is now ``up`` (or not), as the event said.
+
+    Its address is left as last read: a link that goes down is unusable
+    whatever it holds, and one that comes up is usable once a read finds
+    its address.
+    """
+    return {name: (replace(p, up=up) if p.device == device else p) for name, p in paths.items()}
+
+
 def _down_why(p: PathFacts) -> str:
     if not p.device:
         return "no data device"

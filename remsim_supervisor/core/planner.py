@@ -34,9 +34,11 @@ The rules, in order (docs/guardian.md explains each):
    the modem is still repaired, marked ``best_effort``: a lost deadline is
    no reason to leave a modem dead.
 
-:class:`CostModel` holds what each rung is expected to take per model
-(defaults from MODEMS.md and the vendor notes, overridable, and learned from
-observed recoveries as a bounded moving average).
+:class:`~remsim_supervisor.core.costs.CostModel` holds what each rung is
+expected to take per model: the defaults are data handed in (each vendor
+profile's ``rung_costs``, collected as ``remsim_supervisor.vendors.RUNG_COSTS``),
+overridable from the configuration, and learned from observed recoveries as
+a bounded moving average.
 """
 
 from __future__ import annotations
@@ -44,20 +46,18 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from types import MappingProxyType
+from dataclasses import dataclass
+
+from remsim_supervisor.core.costs import CostModel
 
 __all__ = [
     "CAPABILITIES",
-    "DEFAULT_COSTS",
     "HOUR_S",
     "INCIDENT_GAP_S",
-    "MODELS",
     "RETRY_BASE_S",
     "RETRY_MAX_S",
     "RUNGS",
     "Attempt",
-    "CostModel",
     "ModemHealth",
     "Rung",
     "Step",
@@ -93,34 +93,6 @@ _SHAPE: tuple[tuple[str, bool, str | None], ...] = (
     ("gpio_reset", True, "reset_gpio"),
     ("power_cycle", True, "power_gpio"),
 )
-
-MODELS = ("ec25", "fm350gl", "l850gl", "mc7455", "me909s", "generic")
-
-
-def _row(reroute: float, ifup: float, radio: float, soft: float, usb: float, gpio: float,
-         power: float) -> Mapping[str, float]:
-    return MappingProxyType(dict(zip(RUNGS, (reroute, ifup, radio, soft, usb, gpio, power),
-                                     strict=True)))
-
-
-# Seconds from the start of a step until the modem can carry the heartbeat
-# again (upper figures where a source gives a range). Sources and uncertainty
-# per cell: docs/guardian.md, "Default step costs".
-DEFAULT_COSTS: Mapping[str, Mapping[str, float]] = MappingProxyType({
-    #                reroute ifup radio  soft   usb  gpio  power
-    "ec25": _row(10.0, 20.0, 45.0, 120.0, 30.0, 120.0, 130.0),
-    "fm350gl": _row(10.0, 20.0, 45.0, 60.0, 30.0, 60.0, 70.0),
-    "l850gl": _row(10.0, 20.0, 60.0, 60.0, 30.0, 60.0, 70.0),
-    "mc7455": _row(10.0, 20.0, 45.0, 120.0, 30.0, 120.0, 130.0),
-    "me909s": _row(10.0, 20.0, 45.0, 120.0, 30.0, 120.0, 130.0),
-    "generic": _row(10.0, 20.0, 45.0, 120.0, 30.0, 120.0, 130.0),
-})
-
-
-def _model_key(model: str) -> str:
-    key = model.strip().lower()
-    return key if key in DEFAULT_COSTS else "generic"  # "auto" not yet identified, too
-
 
 # --- the data -----------------------------------------------------------------------------------
 
@@ -197,83 +169,9 @@ class Wait:
     reason: str
 
 
-def default_ladder(model: str) -> tuple[Rung, ...]:
-    """The seven rungs, cheapest first, with ``model``'s default costs."""
-    costs = DEFAULT_COSTS[_model_key(model)]
+def default_ladder(costs: Mapping[str, float]) -> tuple[Rung, ...]:
+    """The seven rungs, cheapest first, with the costs of one model (rung -> seconds)."""
     return tuple(Rung(name, costs[name], resets, requires) for name, resets, requires in _SHAPE)
-
-
-# --- costs ---------------------------------------------------------------------------------------
-
-def _frozen(mapping: Mapping[tuple[str, str], float]) -> Mapping[tuple[str, str], float]:
-    return MappingProxyType(dict(mapping))
-
-
-@dataclass(frozen=True)
-class CostModel:
-    """Expected duration of each rung per modem model, learning from recoveries.
-
-    ``overrides`` replace defaults: keys are ``(model, rung)``, with model
-    ``"*"`` for every model (a model-specific override wins). ``learned``
-    holds the moving averages; :meth:`observe` returns a new model with one
-    more observation folded in (``alpha`` weight), kept within
-    ``[low, high]`` times the default or override, so one freak recovery
-    cannot make a power cycle look free or a soft reset look hopeless.
-    """
-
-    overrides: Mapping[tuple[str, str], float] = field(default_factory=dict)
-    learned: Mapping[tuple[str, str], float] = field(default_factory=dict)
-    alpha: float = 0.3
-    low: float = 0.25
-    high: float = 4.0
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.alpha <= 1.0:
-            raise ValueError(f"alpha must be in (0, 1], not {self.alpha}")
-        if not 0.0 < self.low <= 1.0 <= self.high:
-            raise ValueError(f"bounds must satisfy 0 < low <= 1 <= high, not "
-                             f"{self.low}, {self.high}")
-        for (model, rung), seconds in self.overrides.items():
-            if not (math.isfinite(seconds) and seconds > 0):
-                raise ValueError(f"cost of {model}/{rung} must be a positive number of "
-                                 f"seconds, not {seconds!r}")
-        overrides = {(m if m == "*" else _model_key(m), r): float(s)
-                     for (m, r), s in self.overrides.items()}
-        object.__setattr__(self, "overrides", _frozen(overrides))
-        object.__setattr__(self, "learned", _frozen(self.learned))
-
-    def base(self, model: str, rung: str, default: float | None = None) -> float:
-        """The configured cost (override, else built-in default, else ``default``)."""
-        key = _model_key(model)
-        for probe in ((key, rung), ("*", rung)):
-            if probe in self.overrides:
-                return self.overrides[probe]
-        known = DEFAULT_COSTS[key].get(rung)
-        if known is not None:
-            return known
-        if default is not None:
-            return default
-        raise KeyError(f"no cost known for rung {rung!r}")
-
-    def expected(self, model: str, rung: str, default: float | None = None) -> float:
-        """What ``rung`` is expected to take on ``model`` now (learned, else base)."""
-        learned = self.learned.get((_model_key(model), rung))
-        return learned if learned is not None else self.base(model, rung, default)
-
-    def observe(self, model: str, rung: str, duration_s: float) -> CostModel:
-        """Fold in one successful recovery's duration; returns the updated model."""
-        if not (math.isfinite(duration_s) and duration_s >= 0):
-            return self
-        try:
-            base = self.base(model, rung)
-        except KeyError:
-            return self  # a rung this model knows no cost for: nothing to bound it by
-        previous = self.expected(model, rung)
-        estimate = previous + self.alpha * (duration_s - previous)
-        estimate = min(max(estimate, base * self.low), base * self.high)
-        learned = dict(self.learned)
-        learned[(_model_key(model), rung)] = estimate
-        return replace(self, learned=learned)
 
 
 def retry_gap(k: int) -> float:
@@ -306,7 +204,8 @@ def plan(
     """The next recovery step, a backoff, or nothing (see the module docstring).
 
     ``path`` names the modem the heartbeat is routed over (None: the ``iot``
-    modem, else the first). ``ladder`` replaces :func:`default_ladder` for
+    modem, else the first). Without ``ladder`` each modem gets
+    :func:`default_ladder` with its model's row of ``costs``; ``ladder`` replaces it for
     every modem (costs still come from ``costs``, falling back to
     ``Rung.cost_s`` for rungs it does not know). ``history`` holds every
     attempt of the last hour and of the incidents still open, finished or
@@ -382,7 +281,9 @@ class _Context:
     urgent: bool
 
     def rungs(self, modem: ModemHealth) -> Sequence[Rung]:
-        return self.ladder if self.ladder is not None else default_ladder(modem.model)
+        if self.ladder is not None:
+            return self.ladder
+        return default_ladder(self.costs.row(modem.model))
 
     def cost(self, modem: ModemHealth, rung: Rung) -> float:
         return self.costs.expected(modem.model, rung.name, default=rung.cost_s)

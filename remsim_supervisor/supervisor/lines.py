@@ -15,18 +15,26 @@ A line that cannot be had (busy, missing, wrong name) is logged in one line
 and that capability is simply absent: the modem is still supervised.
 
 ``sim_remote_value`` is the logical level (``active_low`` applied by the GPIO
-layer) that selects the remote SIM.
+layer) that selects the remote SIM. Two rules live here once, for the daemon
+and the no-daemon event worker alike: :func:`reset_pulse_ms` (the reset
+pulse's width) and :func:`hold_local` (the IoT modem back on its own SIM).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from remsim_supervisor.config import GpioSpec, ModemConfig
 from remsim_supervisor.adapters.gpio import GpioError, Line, open_line
+from remsim_supervisor.config import GpioSpec, ModemConfig
+
+if TYPE_CHECKING:
+    from remsim_supervisor.vendors.base import ModemProfile
 
 log = logging.getLogger(__name__)
+
+DEFAULT_PULSE_MS = 300  # a reset pulse when neither the section nor the model names one
 
 
 def sim_level(cfg: ModemConfig, remote: bool) -> bool:
@@ -36,6 +44,32 @@ def sim_level(cfg: ModemConfig, remote: bool) -> bool:
 
 def is_remote(cfg: ModemConfig, level: bool) -> bool:
     return level if cfg.sim_remote_value == 1 else not level
+
+
+def reset_pulse_ms(cfg: ModemConfig, profile: ModemProfile | None) -> int:
+    """The reset pulse's width: the section's ``reset_pulse_ms``, else the model's, else 300."""
+    if cfg.reset_pulse_ms:
+        return cfg.reset_pulse_ms
+    return (profile.timings.reset_pulse_ms if profile else None) or DEFAULT_PULSE_MS
+
+
+def hold_local(cfg: ModemConfig, line: Line) -> bool:
+    """Drive ``cfg``'s SIM line to its local SIM; True if it was elsewhere.
+
+    For the IoT modem, at start and after every reset: it only ever runs on
+    its own SIM, whatever flipped the line meanwhile.
+    """
+    local = sim_level(cfg, remote=False)
+    if line.get() == local:
+        return False
+    line.set(local)
+    log.warning(
+        "%s (%s): SIM line %s was on the remote SIM; back on the local SIM",
+        cfg.name,
+        cfg.role,
+        cfg.sim_gpio,
+    )
+    return True
 
 
 @dataclass

@@ -16,10 +16,13 @@ The loop, per modem:
 3. *Probe*: ``AT`` until it answers, echo off, verbose errors on, identify
    (``+CGMI``/``+CGMM``/``+CGMR``), choose the vendor profile, send its init
    commands, read IMEI, SIM state, IMSI and ICCID.
-4. *Watch*: registration URCs are applied as they arrive; registration,
-   operator and signal are polled every ``poll_interval``; a SIM URC refreshes
-   the SIM state at once; ``RDY`` or an unsolicited ``+CPIN: READY`` means the
-   modem rebooted: probe again.
+4. *Watch*: URCs arrive classified and parsed by the AT engine with the
+   profile's URC table (until the modem is identified, every profile's):
+   registration and signal reports are applied as they arrive; a SIM report
+   refreshes the SIM state at once; a boot banner, or an unsolicited SIM
+   ready while the SIM was ready already, means the modem rebooted: probe
+   again. Registration, operator and signal are polled every
+   ``poll_interval``.
 5. The port failing (``EIO``, hang-up) ends the session: ``absent``, back to 1.
 
 Every command has a timeout. A modem that stops answering turns ``failed``
@@ -31,19 +34,13 @@ never sent.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from remsim_supervisor import log as logsetup
-from remsim_supervisor.core import parsers
-from remsim_supervisor.core.at import Response
-from remsim_supervisor.config import ModemConfig
 from remsim_supervisor.adapters.discovery import Discovery, FoundModem
-from remsim_supervisor.log import mask
-from remsim_supervisor.core import machine as m
 from remsim_supervisor.adapters.serialport import (
     DEFAULT_LOCK_DIR,
     AtChannel,
@@ -54,14 +51,32 @@ from remsim_supervisor.adapters.serialport import (
     PortGone,
     SerialPort,
 )
-from remsim_supervisor.vendors import ModemProfile, get_profile, identify, profile_for_usb_id
-
-LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-}
+from remsim_supervisor.config import ModemConfig
+from remsim_supervisor.core import machine as m
+from remsim_supervisor.core.at import Response
+from remsim_supervisor.core.masking import mask
+from remsim_supervisor.core.modemview import ModemSnapshot
+from remsim_supervisor.core.parse.packet import Cgev
+from remsim_supervisor.core.parse.registration import (
+    Registration,
+    parse_cops,
+    parse_registration,
+)
+from remsim_supervisor.core.parse.signal import signal_values
+from remsim_supervisor.core.parse.sim import (
+    Cfun,
+    identity_value,
+    parse_cpin,
+    parse_iccid,
+    parse_imei,
+    parse_imsi,
+)
+from remsim_supervisor.core.urc import Urc
+from remsim_supervisor.vendors import (
+    ANY_URCS,
+    ModemProfile,
+    choose_profile,
+)
 
 
 @dataclass(frozen=True)
@@ -124,11 +139,8 @@ class ModemRunner:
 
     def apply(self, event: m.Event) -> None:
         before = self.facts.state
-        if (
-            isinstance(event, m.NotFound)
-            and before == "absent"
-            and event.reason != self.facts.reason
-        ):
+        f = self.facts
+        if isinstance(event, m.NotFound) and before == "absent" and event.reason != f.reason:
             # Absent with a new reason (first look, port now held by another
             # program...): worth a line even though the state is unchanged.
             self.log.warning("%s (%s): absent: %s", self.name, self.cfg.role, event.reason)
@@ -137,13 +149,8 @@ class ModemRunner:
             self.since = time.monotonic()
         for action in actions:
             if isinstance(action, m.Log):
-                self.log.log(
-                    LEVELS.get(action.level, logging.INFO),
-                    "%s (%s): %s",
-                    self.name,
-                    self.cfg.role,
-                    action.message,
-                )
+                self.log.log(logsetup.LEVELS.get(action.level, logging.INFO), "%s (%s): %s",
+                             self.name, self.cfg.role, action.message)
             elif isinstance(action, m.Reprobe):
                 self._reprobe = True
                 self._wake.set()
@@ -204,6 +211,8 @@ class ModemRunner:
                 self.port = port
                 self.channel = AtChannel(port, on_urc=self._on_urc, budget=self.budget,
                                          name=self.name)
+                # Until the modem says what it is, any profile's URC may come.
+                self.channel.engine.use_urcs(ANY_URCS)
                 self.apply(m.PortOpened(path))
                 device = self.data_device
                 if device and device in self.link_state:
@@ -225,32 +234,14 @@ class ModemRunner:
 
     def _locate(self) -> tuple[str | None, str]:
         cfg = self.cfg
-        if cfg.at_port:
-            self.found = None
-            import os.path
-
-            if os.path.exists(cfg.at_port):
-                return cfg.at_port, ""
-            return None, f"AT port {cfg.at_port} does not exist"
         model = None if cfg.model in ("auto", "") else cfg.model
         try:
-            found = self.discovery.find(usb_path=cfg.usb_path, usb_id=cfg.usb_id, model=model)
+            self.found, path, why = self.discovery.locate(
+                at_port=cfg.at_port, usb_path=cfg.usb_path, usb_id=cfg.usb_id, model=model)
         except Exception as exc:  # sysfs changing under our feet
             self.log.debug("%s: discovery failed: %s", self.name, exc)
-            found = None
-        self.found = found
-        where = (
-            (cfg.usb_path and f"USB path {cfg.usb_path}")
-            or (cfg.usb_id and f"USB id {cfg.usb_id[0]:04x}:{cfg.usb_id[1]:04x}")
-            or "any known modem"
-        )
-        if found is None:
-            return None, f"no modem at {where}"
-        if found.at_device:
-            return found.at_device, ""
-        if found.at_candidates:
-            return found.at_candidates[0], ""
-        return None, f"modem at {where} has no AT port (yet)"
+            self.found, path, why = None, None, f"discovery failed: {exc}"
+        return path, why
 
     async def _pause(self, seconds: float) -> None:
         """Sleep until woken (hotplug, URC) or ``seconds`` pass; PortGone if the port dies."""
@@ -340,87 +331,52 @@ class ModemRunner:
             return False
         await self._cmd(ch, "ATE0")
         await self._cmd(ch, "AT+CMEE=1")
-        manufacturer = _first_line(await self._cmd(ch, "AT+CGMI"))
-        model_name = _first_line(await self._cmd(ch, "AT+CGMM"))
-        revision = _first_line(await self._cmd(ch, "AT+CGMR"))
-        profile = self._choose_profile(manufacturer, model_name)
+        manufacturer = identity_value(_lines(await self._cmd(ch, "AT+CGMI")))
+        model_name = identity_value(_lines(await self._cmd(ch, "AT+CGMM")))
+        revision = identity_value(_lines(await self._cmd(ch, "AT+CGMR")))
+        found = self.found
+        profile = choose_profile(
+            self.cfg.model, " ".join(x for x in (manufacturer, model_name) if x),
+            found.profile if found else None, found.usb_id if found else None)
+        if self.cfg.reset_pulse_ms is not None:
+            profile = profile.with_overrides(reset_pulse_ms=self.cfg.reset_pulse_ms)
         self.profile = profile
+        ch.engine.use_urcs(profile.urcs)
         for command in profile.init_commands:
             if command.upper() in ("ATE0", "AT+CMEE=1"):
                 continue
             await self._cmd(ch, command)
         imei_cmd = profile.identity_commands.get("imei", "AT+CGSN")
-        imei = parsers.parse_imei(_lines(await self._cmd(ch, imei_cmd)))
+        imei = parse_imei(_lines(await self._cmd(ch, imei_cmd)))
         if self.facts.timeouts >= m.WEDGED_AFTER:
             return False
-        self.apply(
-            m.Identified(
-                profile=profile.key,
-                manufacturer=_clean(manufacturer),
-                model_name=_clean(model_name),
-                revision=_clean(revision),
-                imei=imei,
-            )
-        )
-        self.log.info(
-            "%s (%s): %s %s, firmware %s, IMEI %s, on %s",
-            self.name,
-            self.cfg.role,
-            manufacturer or "?",
-            model_name or "?",
-            revision or "?",
-            mask(imei),
-            ch.port.path,
-        )
+        self.apply(m.Identified(profile=profile.key, manufacturer=manufacturer,
+                                model_name=model_name, revision=revision, imei=imei))
+        self.log.info("%s (%s): %s %s, firmware %s, IMEI %s, on %s", self.name, self.cfg.role,
+                      manufacturer or "?", model_name or "?", revision or "?", mask(imei),
+                      ch.port.path)
         await self._check_sim(ch)
         if self.facts.sim_lock == "ready":
             await self._subscriber(ch)
             await self._poll_network(ch)
         return True
 
-    def _choose_profile(self, manufacturer: str | None, model_name: str | None) -> ModemProfile:
-        cfg = self.cfg
-        if cfg.model not in ("auto", ""):
-            profile = get_profile(cfg.model)
-        else:
-            text = " ".join(x for x in (manufacturer, model_name) if x)
-            profile = identify(text)
-            if profile.key == "generic" and self.found is not None:
-                by_id = self.found.profile or profile_for_usb_id(self.found.vid, self.found.pid)
-                if by_id is not None:
-                    profile = by_id
-        if cfg.reset_pulse_ms is not None:
-            profile = profile.with_overrides(reset_pulse_ms=cfg.reset_pulse_ms)
-        return profile
-
     async def _check_sim(self, ch: AtChannel) -> None:
         command = self.profile.sim_command if self.profile else "AT+CPIN?"
         r = await self._cmd(ch, command)
         if r is None:
             return
-        if r.ok:
-            text = next(
-                (ln for ln in r.lines if "CPIN" in ln.upper()), r.lines[0] if r.lines else ""
-            )
-            lock = parsers.parse_cpin(text) if text else "unknown"
-        else:
-            lock = parsers.parse_cpin(r.final.text)
+        lock = parse_cpin(r.lines if r.ok else r.final.text)
         if lock != self.facts.sim_lock:
             self.log.debug("%s: SIM %s", self.name, lock)
         self.apply(m.SimState(lock))
 
     async def _subscriber(self, ch: AtChannel) -> None:
         assert self.profile is not None
-        imsi = parsers.parse_imsi(
-            _lines(await self._cmd(ch, self.profile.identity_commands.get("imsi", "AT+CIMI")))
-        )
-        iccid = None
-        r = await self._cmd(ch, self.profile.identity_commands.get("iccid", "AT+CCID"))
-        for line in _lines(r):
-            value = line.split(":", 1)[1] if ":" in line else line
-            iccid = parsers.parse_iccid(value.strip().strip('"'))
-            if iccid:
-                break
+        commands = self.profile.identity_commands
+        imsi = parse_imsi(_lines(await self._cmd(ch, commands.get("imsi", "AT+CIMI"))))
+        r = await self._cmd(ch, commands.get("iccid", "AT+CCID"))
+        iccid = next(filter(None, map(parse_iccid, _lines(r))), None)
         self.apply(m.SubscriberIds(imsi=imsi, iccid=iccid))
 
     async def _confirm_alive(self, ch: AtChannel) -> None:
@@ -439,8 +395,11 @@ class ModemRunner:
             if r is None:
                 return  # timed out: the caller checks the port is alive
             for line in _lines(r):
-                reg = self._apply_registration(line)
-                if reg is not None and reg.is_urc:
+                reg = parse_registration(line)
+                if reg is None:
+                    continue
+                self.apply(m.RegistrationReport(reg))
+                if reg.is_urc:
                     # A URC of the same family came in while the query was
                     # pending: which of the two is newer cannot be told, so
                     # ask again once everything has settled.
@@ -448,125 +407,73 @@ class ModemRunner:
         r = await self._cmd(ch, self.profile.operator_command)
         if r is None:
             return
-        cops = parsers.parse_cops(" ".join(_lines(r)))
+        cops = parse_cops(" ".join(_lines(r)))
         if cops is not None:
             self.apply(m.OperatorReport(cops.operator, _tech(cops.access_tech)))
         for command in self.profile.signal_commands:
             r = await self._cmd(ch, command)
             if r is None:
                 return
-            values = _signal_values(_lines(r)) if r is not None and r.ok else ()
+            values = signal_values(self.profile.read_signal(command, _lines(r))) if r.ok else ()
             if values:
                 self.apply(m.SignalReport(values))
                 break
 
-    def _apply_registration(self, line: str) -> parsers.Registration | None:
-        reg = parsers.parse_registration(line)
-        if reg is None:
-            return None
-        self.apply(
-            m.RegistrationReport(
-                m.Registration(
-                    kind=reg.kind,
-                    state=reg.state,
-                    access_tech=reg.access_tech or "unknown",
-                    lac=reg.lac,
-                    ci=reg.ci,
-                )
-            )
-        )
-        return reg
-
     # -- unsolicited ------------------------------------------------------
 
-    def _on_urc(self, line: str) -> None:
+    def _on_urc(self, urc: Urc) -> None:
+        """One URC, classified and parsed once by the engine's table: apply it.
+        A URC that trips the handler is logged and survived."""
         try:
-            self._handle_urc(line)
-        except Exception:  # a garbled URC is logged and survived
-            self.log.exception("%s: could not handle URC %r", self.name, line)
-
-    def _handle_urc(self, line: str) -> None:
-        kind = parsers.classify_urc(line)
-        held = 0 if kind is not None else self._unknown_lines.take()
-        if held is not None:
-            more = f"; {held} more unknown lines not logged" if held else ""
-            self.log.debug("%s: URC %r (%s)%s", self.name, line, kind, more)
-        if kind == "registration":
-            self._apply_registration(line)
-            return
-        booted = kind == "rdy" or (
-            self.profile is not None
-            and any(
-                line.strip().upper() == u.upper()
-                for u in self.profile.boot_urcs
-                if u.upper() != "+CPIN: READY"
-            )
-        )
-        cpin_ready = kind in ("cpin", "sim_ready") and parsers.parse_cpin(line) == "ready"
-        if booted or (cpin_ready and self.facts.sim_lock == "ready"):
-            if self._probing:
-                self._reprobe = True
-            else:
-                self.apply(m.Rebooted(line))
-            return
-        if kind in ("cpin", "sim_ready", "sim_removed", "sim_inserted"):
-            self._refresh_sim = True
-            self._wake.set()
-        elif kind == "cgev":
-            self._refresh_net = True
-            self._wake.set()
+            kind, value = urc.kind, urc.value
+            held = 0 if kind != "unknown" else self._unknown_lines.take()
+            if held is not None:
+                more = f"; {held} more unknown lines not logged" if held else ""
+                known = f"{kind}: {value!r}" if kind != "unknown" else None  # None: no rule
+                self.log.debug("%s: URC %r (%s)%s", self.name, urc.line, known, more)
+            if isinstance(value, Registration):
+                self.apply(m.RegistrationReport(value))
+            elif kind == "boot" or (kind == "cpin" and value == "ready"
+                                    and self.facts.sim_lock == "ready"):
+                # A boot banner, or SIM ready again though it never went away:
+                # the modem restarted and forgot its setup.
+                if self._probing:
+                    self._reprobe = True
+                else:
+                    self.apply(m.Rebooted(urc.line))
+            elif kind in ("cpin", "sim"):
+                self._refresh_sim = True
+                self._wake.set()
+            elif _moves_registration(urc):
+                self._refresh_net = True
+                self._wake.set()
+            elif kind == "signal" and (values := signal_values(value)):
+                self.apply(m.SignalReport(values))
+        except Exception:
+            self.log.exception("%s: could not handle URC %r", self.name, urc.line)
 
     # -- status -------------------------------------------------------------
 
+    def snapshot(self) -> ModemSnapshot:
+        """The modem as the status shows it, now."""
+        return ModemSnapshot(
+            name=self.name,
+            role=self.cfg.role,
+            model=self.facts.profile or self.cfg.model,
+            facts=self.facts,
+            since_s=time.monotonic() - self.since,
+            usb_path=self.found.usb_path if self.found else self.cfg.usb_path,
+            interface=self.cfg.interface,
+            device=self.data_device,
+            at_dropped_bytes=self.budget.dropped,
+        )
+
     def status(self) -> dict[str, Any]:
-        f = self.facts
-        device = self.data_device
-        return {
-            "name": self.name,
-            "role": self.cfg.role,
-            "model": f.profile or self.cfg.model,
-            "state": f.state,
-            "reason": f.reason,
-            "since_s": round(time.monotonic() - self.since, 1),
-            "at_port": f.at_port,
-            "usb_path": self.found.usb_path if self.found else self.cfg.usb_path,
-            "interface": self.cfg.interface,
-            "device": device,
-            "link": None if f.link_up is None else ("up" if f.link_up else "down"),
-            "registration": f.registration_state,
-            "access_tech": f.access_tech,
-            "operator": f.operator,
-            "signal": f.signal_dict,
-            "sim": {"slot": None, "state": f.sim_lock},
-            "at_dropped_bytes": self.budget.dropped,
-            "identity": {
-                "manufacturer": f.manufacturer,
-                "model": f.model_name,
-                "revision": f.revision,
-                "imei": f.imei,
-                "imsi": f.imsi,
-                "iccid": f.iccid,
-            },
-        }
+        return self.snapshot().as_status()
 
 
 def _lines(r: Response | None) -> list[str]:
     return list(r.lines) if r is not None and r.ok else []
-
-
-def _first_line(r: Response | None) -> str | None:
-    lines = _lines(r)
-    if not lines:
-        return None
-    line = lines[0]
-    # Some firmwares prefix the value: "+CGMI: Quectel".
-    if line.startswith("+") and ":" in line:
-        line = line.split(":", 1)[1]
-    return line.strip().strip('"') or None
-
-
-def _clean(text: str | None) -> str | None:
-    return text.strip() if text else None
 
 
 def _tech(value: object) -> str | None:
@@ -575,31 +482,11 @@ def _tech(value: object) -> str | None:
     return str(value)
 
 
-def _signal_values(lines: list[str]) -> tuple[tuple[str, Any], ...]:
-    """Signal figures from whichever vendor command answered, in dBm / dB."""
-    for line in lines:
-        for parse in (
-            parsers.parse_qcsq,
-            parsers.parse_xcesq,
-            parsers.parse_cesq,
-            parsers.parse_hcsq,
-            parsers.parse_csq,
-        ):
-            try:
-                parsed = parse(line)
-            except Exception:
-                parsed = None
-            if parsed is None or not dataclasses.is_dataclass(parsed):
-                continue
-            values = {
-                k: v
-                for k, v in dataclasses.asdict(parsed).items()
-                if (k.endswith("_dbm") or k.endswith("_db")) and v is not None
-            }
-            for key in ("sysmode", "access_tech"):
-                v = getattr(parsed, key, None)
-                if isinstance(v, str) and v:
-                    values["mode"] = v
-            if values:
-                return tuple(sorted(values.items()))
-    return ()
+def _moves_registration(urc: Urc) -> bool:
+    """The network or the modem attached, detached or (de)activated a context
+    (any packet-domain event but a modification or class change), or the
+    radio turned off: registration may have changed."""
+    if urc.kind == "cgev":
+        value = urc.value
+        return not (isinstance(value, Cgev) and value.type.endswith(("_modify", "_class")))
+    return urc.kind == "radio" and isinstance(urc.value, Cfun) and urc.value.fun != 1

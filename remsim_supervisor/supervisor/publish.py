@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from remsim_supervisor.supervisor import metrics
 from remsim_supervisor.adapters.notify import Notifier, Watcher
+from remsim_supervisor.supervisor import metrics
 
 log = logging.getLogger(__name__)
 

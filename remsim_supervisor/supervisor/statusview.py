@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from remsim_supervisor.log import mask
+from remsim_supervisor.core.masking import mask
 
 #: Keys whose values are identities, wherever they appear in the status.
 IDENTIFIER_KEYS = frozenset({"imei", "imsi", "iccid"})

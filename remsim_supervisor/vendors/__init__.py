@@ -4,8 +4,12 @@
 (``get_profile``, from configuration), by USB or PCI id (``profile_for_usb_id``,
 from sysfs) or by what the modem says about itself (``identify``, from
 ``AT+CGMI``/``AT+CGMM``/``ATI`` text, falling back to the generic 3GPP
-profile). Everything vendor-specific lives in the vendor modules; callers
-only ever ask the profile.
+profile). Everything vendor-specific lives in the vendor modules -- port
+layouts, commands, the parsers of vendor answers, URC rules, timings and
+recovery rung costs; callers only ever ask the profile. ``MODEL_KEYS`` is
+the one list of models (configuration and planner use it), ``RUNG_COSTS``
+the planner's default costs, ``ANY_URCS`` the URC table while a modem has
+not said what it is.
 
 =========  =========================  ======================================
 key        module                     ids
@@ -15,7 +19,7 @@ fm350gl    fibocom_mtk                0e8d:7126, 0e8d:7127, PCIe 14c3:4d75
 l850gl     fibocom_intel              2cb7:0007, 8087:095a, 2cb7:01a0 ("850L")
 mc7455     sierra                     1199:9071, 1199:9079
 me909s     huawei                     12d1:15c1
-generic    base                       none: fallback for identify()
+generic    generic                    none: fallback for identify()
 =========  =========================  ======================================
 """
 
@@ -24,8 +28,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from remsim_supervisor.core.urc import UrcTable
 from remsim_supervisor.vendors.base import (
-    GENERIC,
     Composition,
     ModemProfile,
     Port,
@@ -33,16 +37,21 @@ from remsim_supervisor.vendors.base import (
 )
 from remsim_supervisor.vendors.fibocom_intel import L850GL
 from remsim_supervisor.vendors.fibocom_mtk import FM350GL
+from remsim_supervisor.vendors.generic import GENERIC
 from remsim_supervisor.vendors.huawei import ME909S
 from remsim_supervisor.vendors.quectel import EC25
 from remsim_supervisor.vendors.sierra import MC7455
 
 __all__ = [
+    "ANY_URCS",
+    "MODEL_KEYS",
     "PROFILES",
+    "RUNG_COSTS",
     "Composition",
     "ModemProfile",
     "Port",
     "Timings",
+    "choose_profile",
     "get_profile",
     "identify",
     "known_pci_ids",
@@ -53,6 +62,18 @@ __all__ = [
 # Order matters for identify(): specific families first, generic never matches by pattern.
 PROFILES: Mapping[str, ModemProfile] = MappingProxyType(
     {p.key: p for p in (EC25, FM350GL, L850GL, MC7455, ME909S, GENERIC)}
+)
+
+#: Every profile key, "generic" last: the one list of modem models.
+MODEL_KEYS: tuple[str, ...] = tuple(PROFILES)
+
+#: Every profile's URC rules at once: the AT engine's table until the modem
+#: has said what it is (a boot banner during the probe must still be seen).
+ANY_URCS: UrcTable = UrcTable(r for p in PROFILES.values() for r in p.urcs.rules)
+
+#: Each model's recovery rung costs (rung -> seconds): the planner's defaults.
+RUNG_COSTS: Mapping[str, Mapping[str, float]] = MappingProxyType(
+    {key: p.rung_costs for key, p in PROFILES.items()}
 )
 
 
@@ -85,6 +106,22 @@ def identify(text: str) -> ModemProfile:
         if profile.matches(text):
             return profile
     return GENERIC
+
+
+def choose_profile(model: str, text: str, by_device: ModemProfile | None = None,
+                   usb_id: tuple[int, int] | None = None) -> ModemProfile:
+    """The profile for a modem: the configured ``model`` key unless it is "auto"
+    (or empty), else what the modem's own description ``text`` names, else
+    the profile of the device it was found as (``by_device``, or its
+    ``usb_id``), else the generic one."""
+    if model not in ("auto", ""):
+        return get_profile(model)
+    profile = identify(text)
+    if profile.key == "generic":
+        by_id = by_device or (profile_for_usb_id(*usb_id) if usb_id is not None else None)
+        if by_id is not None:
+            return by_id
+    return profile
 
 
 def known_usb_ids() -> set[tuple[int, int]]:

@@ -3,11 +3,14 @@
 A profile is data about one modem family, in the spirit of ModemManager's
 plugins: which USB ids it enumerates with, which USB interface carries the AT
 port in each composition (and which must never be opened), which commands to
-send and poll, how to reset it and how long each step takes. Nothing here does
-I/O and nothing here parses responses: the AT engine sends the commands named
-here, the parsers in ``remsim_supervisor.core.parsers`` read the answers.
+send and poll and which parser reads the signal answers, which unsolicited
+lines it sends (its URC table), how to reset it, how long each step takes and
+what each recovery rung costs. Nothing here does I/O: the AT engine sends the
+commands named here and classifies URCs with the profile's table; the 3GPP
+parsers live in ``remsim_supervisor.core.parse``, the vendor ones in the
+vendor modules.
 
-Types
+Types (the generic 3GPP profile and the 27.007 command sets are in ``generic``)
     ``Port``         one USB interface as the vendor publishes it (role, driver,
                      class triple, tty kind). Used by ``lab.fakesysfs`` to build
                      realistic trees and as documentation; discovery does not
@@ -21,11 +24,15 @@ Types
                      of numbers (``at_protocols``).
     ``Timings``      how long things take; 2nd-hand numbers are commented and
                      can be overridden from the configuration.
-    ``ModemProfile`` everything above plus commands; ``with_overrides`` applies
-                     configuration, ``composition_for`` picks the composition
-                     that fits what sysfs shows.
+    ``SignalQuery``  a signal command and the parser of its answer.
+    ``ModemProfile`` everything above plus commands, URC rules and rung costs;
+                     ``with_overrides`` applies configuration,
+                     ``composition_for`` picks the composition that fits
+                     what sysfs shows.
 
-Rules the data obeys (checked in ``ModemProfile.__post_init__``): no command
+Rules the data obeys (checked in ``ModemProfile.__post_init__``): every
+recovery rung is costed (never below the timings it waits on: a longer
+timing raises the cost); no command
 anywhere is a network scan (``AT+COPS=?`` blocks the only AT port for over a
 minute), model patterns compile, and every composition's port list agrees with
 its role fields.
@@ -35,22 +42,27 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from remsim_supervisor.core.planner import RUNGS
+from remsim_supervisor.core.urc import BASIC_URCS, UrcRule, UrcTable
+
 __all__ = [
-    "GENERIC",
+    "COMMON_URCS",
     "ICCID_CRSM_FALLBACK",
     "Composition",
     "InterfaceLike",
     "ModemProfile",
     "Port",
+    "SignalQuery",
     "Timings",
     "acm_port",
     "data_port",
     "net_port",
+    "rung_costs",
     "serial_port",
 ]
 
@@ -160,7 +172,6 @@ class Composition:
     bus: str = "usb"  # "usb", or "pci" (AT port is a wwan character device)
     ports: tuple[Port, ...] = ()  # the full published layout (lab + documentation)
     ports_exact: bool = True  # False: ``ports`` is an example, not a fingerprint (Huawei)
-    note: str = ""
 
     @property
     def usb_id(self) -> tuple[int, int]:
@@ -230,23 +241,58 @@ class Timings:
     Values marked (2nd-hand) come from third-party code or reports quoting a
     vendor document; ``None`` means unknown and must come from configuration
     before anything depends on it (a wrong reset pulse can power a modem off).
+    ``ready_s``, ``radio_cycle_s``, ``usb_reauth_s`` and ``reboot_to_usb_s``
+    are also the floors of the profile's recovery rung costs.
     """
 
     command_timeout_s: float = 5.0  # ordinary AT command
-    probe_timeout_s: float = 1.0  # one "AT" on a candidate port: a wrong port never answers
     soft_reset_answer_s: float = 15.0  # until the reset command's OK
     reboot_to_usb_s: float = 30.0  # back on USB after a reset (generic: conservative guess)
     ready_s: float = 120.0  # until fully operational (SIM, registration possible)
     reset_pulse_ms: int | None = None  # GPIO reset pulse width
-    power_key_ms: int | None = None  # power-key low time to start
     radio_cycle_s: float = 15.0  # expected duration of CFUN=0 or CFUN=1 (network detach/attach)
     usb_reauth_s: float = 10.0  # re-enumeration after authorized 0 -> 1 (guess)
-    power_off_s: float = 60.0  # orderly power off until the modem says so
-    close_stall_s: float = 0.0  # close() of a dead port may block this long: close off-thread
 
 
-def _proxy(mapping: Mapping[str, str]) -> Mapping[str, str]:
+@dataclass(frozen=True)
+class SignalQuery:
+    """A signal command and the parser that reads its information lines."""
+
+    command: str
+    parse: Callable[[Sequence[str]], object]
+
+
+def _sim_word(line: str) -> str | None:
+    """+SIM READY / +SIM: Removed / +SIM DROP / +SIM: Inserted as a SIM report."""
+    up = " ".join(line.upper().split())
+    if up in ("+SIM READY", "+SIM: READY"):
+        return "ready"
+    if up in ("+SIM DROP", "+SIM: REMOVED"):
+        return "not_inserted"
+    return "inserted" if up == "+SIM: INSERTED" else None
+
+
+#: SIM reports outside 27.007 that modems of several vendors send.
+COMMON_URCS: tuple[UrcRule, ...] = tuple(
+    UrcRule(p, "sim", _sim_word) for p in ("+SIM READY", "+SIM:", "+SIM DROP"))
+
+
+def _proxy(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping))
+
+
+def rung_costs(reroute: float, ifup: float, radio_cycle: float, soft_reset: float,
+               usb_reauth: float, gpio_reset: float, power_cycle: float) -> Mapping[str, float]:
+    """Seconds from the start of each recovery rung until the modem can carry the
+    heartbeat again (upper figures where a source gives a range), in the order of
+    ``core.planner.RUNGS``. Sources and uncertainty per cell: docs/guardian.md,
+    "Default step costs"."""
+    values = (reroute, ifup, radio_cycle, soft_reset, usb_reauth, gpio_reset, power_cycle)
+    return MappingProxyType(dict(zip(RUNGS, values, strict=True)))
+
+
+#: The conservative costs of a modem nobody published figures for.
+GENERIC_COSTS = rung_costs(10.0, 20.0, 45.0, 120.0, 30.0, 120.0, 130.0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,24 +308,24 @@ class ModemProfile:
     # Hashing skips the mapping (mappings are unhashable); equality still compares it.
     identity_commands: Mapping[str, str] = field(hash=False)
     registration_commands: tuple[str, ...]
-    signal_commands: tuple[str, ...]
+    signal: tuple[SignalQuery, ...]  # tried in order until one answers with figures
     soft_reset: str
-    boot_urcs: tuple[str, ...]  # unsolicited lines meaning "the modem rebooted": re-probe
     timings: Timings
+    # Recovery rung -> expected seconds (see ``rung_costs``); the planner's defaults.
+    rung_costs: Mapping[str, float] = field(default_factory=lambda: GENERIC_COSTS, hash=False)
     operator_command: str = "AT+COPS?"  # never the scan form
     sim_command: str = "AT+CPIN?"
-    radio_state_command: str = "AT+CFUN?"
     radio_off: str = "AT+CFUN=0"
     radio_on: str = "AT+CFUN=1"
-    power_off: str | None = None
-    data_state_command: str | None = None  # Fibocom "AT+GTRNDIS?"
-    serving_cell_command: str | None = None  # Quectel 'AT+QENG="servingcell"'
-    system_info_command: str | None = None  # Huawei "AT^SYSINFOEX"
-    shutdown_urcs: tuple[str, ...] = ()  # lines that mean "powered down" (after power_off)
-    notes: str = ""
+    # The vendor's unsolicited lines (boot banner, SIM and signal reports), on top
+    # of 27.007's and COMMON_URCS; ``urcs`` is the whole table the AT engine uses.
+    urc_rules: tuple[UrcRule, ...] = ()
+    urcs: UrcTable = field(init=False, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "identity_commands", _proxy(self.identity_commands))
+        object.__setattr__(self, "rung_costs", _floored(self.key, self.rung_costs, self.timings))
+        object.__setattr__(self, "urcs", BASIC_URCS + COMMON_URCS + self.urc_rules)
         for pattern in self.model_patterns:
             re.compile(pattern)  # fail at import, not at the first identify()
         for command in self.all_commands():
@@ -293,6 +339,15 @@ class ModemProfile:
     def matches(self, text: str) -> bool:
         """Does the modem's own description (CGMI/CGMM/ATI output) name this family?"""
         return any(re.search(p, text, re.IGNORECASE) for p in self.model_patterns)
+
+    @property
+    def signal_commands(self) -> tuple[str, ...]:
+        return tuple(q.command for q in self.signal)
+
+    def read_signal(self, command: str, lines: Sequence[str]) -> object:
+        """The answer to signal command ``command`` as its parser reads it (None: unreadable)."""
+        query = next((q for q in self.signal if q.command == command), None)
+        return query.parse(lines) if query is not None else None
 
     def usb_ids(self) -> set[tuple[int, int]]:
         return {c.usb_id for c in self.compositions}
@@ -377,14 +432,9 @@ class ModemProfile:
         for single in (
             self.operator_command,
             self.sim_command,
-            self.radio_state_command,
             self.radio_off,
             self.radio_on,
             self.soft_reset,
-            self.power_off,
-            self.data_state_command,
-            self.serving_cell_command,
-            self.system_info_command,
         ):
             if single is not None:
                 yield single
@@ -400,6 +450,16 @@ def _normalise(
         else:
             facts[item.number] = item
     return facts
+
+
+def _floored(key: str, costs: Mapping[str, float], timings: Timings) -> Mapping[str, float]:
+    """Every rung costed, and no cost shorter than the timings the rung waits on
+    (a configured ``ready_s`` of 200 s makes a soft reset cost at least that)."""
+    if set(costs) != set(RUNGS):
+        raise ValueError(f"profile {key}: rung costs must name exactly {RUNGS}")
+    floors = {"soft_reset": timings.ready_s, "radio_cycle": 2 * timings.radio_cycle_s,
+              "usb_reauth": timings.usb_reauth_s, "gpio_reset": timings.reboot_to_usb_s}
+    return _proxy({rung: max(cost, floors.get(rung, 0.0)) for rung, cost in costs.items()})
 
 
 def _check_composition(key: str, comp: Composition) -> None:
@@ -418,51 +478,3 @@ def _check_composition(key: str, comp: Composition) -> None:
     for number in comp.net_interfaces:
         if number not in by_number or by_number[number].role not in (ROLE_NET, ROLE_NET_DATA):
             raise ValueError(f"profile {key}: {comp.describe()}: interface {number} is not net")
-
-
-# --- the generic 3GPP profile --------------------------------------------------
-
-INIT_3GPP: tuple[str, ...] = (
-    "ATE0",  # no echo: the AT engine matches responses, not our own text
-    "AT+CMEE=1",  # numeric +CME ERROR codes
-    "AT+CREG=2",  # registration URCs with LAC/CI
-    "AT+CGREG=2",
-    "AT+CEREG=2",
-)
-INIT_3GPP_5G: tuple[str, ...] = (*INIT_3GPP, "AT+C5GREG=2")
-
-REGISTRATION_3GPP: tuple[str, ...] = ("AT+CEREG?", "AT+CGREG?", "AT+CREG?")
-REGISTRATION_3GPP_5G: tuple[str, ...] = ("AT+C5GREG?", *REGISTRATION_3GPP)
-
-IDENTITY_3GPP: Mapping[str, str] = MappingProxyType(
-    {
-        "manufacturer": "AT+CGMI",
-        "model": "AT+CGMM",
-        "revision": "AT+CGMR",
-        "imei": "AT+CGSN",
-        "imsi": "AT+CIMI",
-        "iccid": "AT+CCID",
-    }
-)
-
-
-def identity(**overrides: str) -> Mapping[str, str]:
-    """The 3GPP identity commands with vendor replacements (usually the ICCID)."""
-    return MappingProxyType({**IDENTITY_3GPP, **overrides})
-
-
-GENERIC = ModemProfile(
-    key="generic",
-    vendor="generic",
-    name="Generic 3GPP modem",
-    compositions=(),
-    model_patterns=(),
-    init_commands=INIT_3GPP,
-    identity_commands=IDENTITY_3GPP,
-    registration_commands=REGISTRATION_3GPP,
-    signal_commands=("AT+CESQ", "AT+CSQ"),
-    soft_reset="AT+CFUN=1,1",  # 27.007 "full functionality, reset first"
-    boot_urcs=("+CPIN: READY",),  # unsolicited SIM ready: the modem (re)started
-    timings=Timings(),
-    notes="Fallback when identify() recognises nothing; conservative timings.",
-)

@@ -28,13 +28,19 @@ answer has the last word. The configuration can add further ids
 Behaviour worth knowing: ``AT+CFUN=16`` resets; back on USB after 5-10 s;
 ``AT+CFUN=1`` can leave the modem stuck at ``+CFUN: 4,0`` (the radio cycle
 must verify the state it reached). Signal comes from ``AT+XCESQ?``.
+
+Read here: ``+XCESQ`` (the signal poll) and its unsolicited form ``+XCESQI``;
+``+XSIM`` SIM reports and ``+XNITZINFO`` as the profile's URC rules.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from remsim_supervisor.core.parse.common import Text, after_prefix, sint, split_fields
+from remsim_supervisor.core.parse.signal import Cesq, cesq_values, parse_csq
+from remsim_supervisor.core.urc import UrcRule
 from remsim_supervisor.vendors.base import (
-    INIT_3GPP,
-    REGISTRATION_3GPP,
     ROLE_AT,
     ROLE_AT_SECONDARY,
     ROLE_DEBUG,
@@ -42,14 +48,60 @@ from remsim_supervisor.vendors.base import (
     Composition,
     ModemProfile,
     Port,
+    SignalQuery,
     Timings,
     acm_port,
     data_port,
-    identity,
     net_port,
+    rung_costs,
 )
+from remsim_supervisor.vendors.generic import INIT_3GPP, REGISTRATION_3GPP, identity
 
-__all__ = ["L850GL"]
+__all__ = ["L850GL", "URC_RULES", "Xcesq", "parse_xcesq"]
+
+
+# --- answers and URCs ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Xcesq(Cesq):
+    """Intel/Fibocom L850 +XCESQ: +CESQ's levels plus <n> and the LTE RS-SNR.
+
+    RS-SNR level -100..100 is in half dB (ModemManager's rule); 255 = unknown.
+    """
+
+    n: int | None = None
+    rssnr_level: int | None = None
+    rssnr_db: float | None = None
+
+
+def parse_xcesq(text: Text) -> Xcesq | None:
+    """+XCESQ: <n>,<rxlev>,<ber>,<rscp>,<ecno>,<rsrq>,<rsrp>,<rssnr> (query) or
+    +XCESQI: the same without <n> (URC)."""
+    found = after_prefix(text, "+XCESQ:", "+XCESQI:")
+    if found is None:
+        return None
+    prefix, body = found
+    raw = [sint(x) for x in split_fields(body)]
+    n: int | None = None
+    if prefix.upper() == "+XCESQ:":
+        if len(raw) < 8:
+            return None
+        n, raw = raw[0], raw[1:]
+    if len(raw) < 7 or any(v is None or v < 0 for v in raw[:6]) or raw[6] is None:
+        return None
+    vals = [v for v in raw[:6] if v is not None]
+    snr = raw[6]
+    snr_db = snr / 2.0 if snr is not None and -100 <= snr <= 100 else None
+    return Xcesq(vals[0], vals[1], vals[2], vals[3], vals[4], vals[5], **cesq_values(vals),
+                 n=n, rssnr_level=snr, rssnr_db=snr_db)
+
+
+URC_RULES: tuple[UrcRule, ...] = (
+    UrcRule("+XSIM:", "sim"),
+    UrcRule("+XCESQI:", "signal", parse_xcesq),
+    UrcRule("+XNITZINFO:", "nitz"),
+)
 
 VID_FIBOCOM = 0x2CB7
 VID_INTEL = 0x8087
@@ -127,7 +179,7 @@ L850_850L = Composition(
     net_class=_MBIM,
     ports=_MBIM_PORTS,
     ports_exact=False,  # assumed layout: no fingerprint
-    note="layout unconfirmed by public sources (ModemManager lists 2cb7:01a0 as NL668-AM): probe",
+    # layout unconfirmed by public sources (ModemManager lists 2cb7:01a0 as NL668-AM): probe
 )
 
 L850GL = ModemProfile(
@@ -140,17 +192,16 @@ L850GL = ModemProfile(
     init_commands=INIT_3GPP,
     identity_commands=identity(iccid="AT+CCID"),  # +CCID in Fibocom's L8-family manual
     registration_commands=REGISTRATION_3GPP,
-    signal_commands=("AT+XCESQ?", "AT+CSQ"),
-    # No +GTRNDIS on the XMM parts: data runs over MBIM/NCM; the caller uses +CGACT? if needed.
-    data_state_command=None,
+    signal=(SignalQuery("AT+XCESQ?", parse_xcesq), SignalQuery("AT+CSQ", parse_csq)),
     soft_reset="AT+CFUN=16",
-    boot_urcs=("+CPIN: READY",),
+    urc_rules=URC_RULES,
+    #          reroute ifup radio soft   usb  gpio   power
+    rung_costs=rung_costs(10.0, 20.0, 60.0, 60.0, 30.0, 60.0, 70.0),
     timings=Timings(
         soft_reset_answer_s=15.0,  # not published: the generic value
         reboot_to_usb_s=10.0,  # 5-10 s: the upper end
         ready_s=60.0,  # not published: a guess, override from configuration
         reset_pulse_ms=None,  # unknown: must be configured
-        power_key_ms=None,
     ),
-    notes="AT+CFUN=1 can stick at '+CFUN: 4,0': verify the radio state after a cycle.",
+    # AT+CFUN=1 can stick at '+CFUN: 4,0': verify the radio state after a cycle.
 )

@@ -17,14 +17,18 @@ Behaviour worth knowing (MODEMS.md): ``AT+CFUN=15`` resets; after a crash the
 modem is back on USB in about 2 s; with an empty eUICC ``AT+CPIN?`` answers
 ``+CPIN: EMPTY_EUICC``; writes to a dead FM350 tty can make ``close()`` block
 for about 30 s, so port I/O must never run where it can stall the supervisor
-(``Timings.close_stall_s``). Data state is queried with ``AT+GTRNDIS?``.
+(the serial adapter closes ports off-thread).
+
+URC rules: ``+GTSIMINS`` and ``+ESIMS`` SIM reports (unverified against a
+manual; harmless, since a command's own prefix always wins).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from remsim_supervisor.core.urc import UrcRule
 from remsim_supervisor.vendors.base import (
-    INIT_3GPP_5G,
-    REGISTRATION_3GPP_5G,
     ROLE_ADB,
     ROLE_AT,
     ROLE_UNKNOWN,
@@ -33,12 +37,25 @@ from remsim_supervisor.vendors.base import (
     Port,
     Timings,
     data_port,
-    identity,
     net_port,
+    rung_costs,
     serial_port,
 )
+from remsim_supervisor.vendors.generic import (
+    INIT_3GPP_5G,
+    REGISTRATION_3GPP_5G,
+    SIGNAL_3GPP,
+    identity,
+)
 
-__all__ = ["FM350GL"]
+__all__ = ["FM350GL", "URC_RULES"]
+
+
+#: SIM reports (unverified against a manual: a command's own prefix always wins).
+URC_RULES: tuple[UrcRule, ...] = (
+    UrcRule("+GTSIMINS:", "sim"),
+    UrcRule("+ESIMS:", "sim"),
+)
 
 VID_USB = 0x0E8D
 PID_MODE40 = 0x7126
@@ -50,6 +67,14 @@ PID_PCI = 0x4D75
 # not published: the triple only shapes the lab tree, it is no fingerprint.
 _RNDIS = (0xE0, 0x01, 0x03)
 
+#: The RNDIS function and the two serial ports before the AT port, in either mode.
+_RNDIS_HEAD: tuple[Port, ...] = (
+    net_port(0, "rndis_host", _RNDIS),
+    data_port(1, "rndis_host"),
+    serial_port(2, ROLE_UNKNOWN),
+    serial_port(3, ROLE_UNKNOWN),
+)
+
 FM350_MODE40 = Composition(
     vid=VID_USB,
     pid=PID_MODE40,
@@ -60,35 +85,25 @@ FM350_MODE40 = Composition(
     net_drivers=("rndis_host",),
     ports_exact=False,  # only if 0/1 and the AT interface are published
     ports=(
-        net_port(0, "rndis_host", _RNDIS),
-        data_port(1, "rndis_host"),
-        serial_port(2, ROLE_UNKNOWN),
-        serial_port(3, ROLE_UNKNOWN),
+        *_RNDIS_HEAD,
         serial_port(4, ROLE_AT),
         serial_port(5, ROLE_UNKNOWN),
     ),
-    note="serial ports bind to option only after new_id on kernels < 6.11",
+    # serial ports bind to option only after new_id on kernels < 6.11
 )
 
-FM350_MODE41 = Composition(
-    vid=VID_USB,
+# AT is the 4th ttyUSB (if 2, 3, 4, 6 are serial); serial needs new_id on kernels < 6.11
+FM350_MODE41 = replace(
+    FM350_MODE40,
     pid=PID_MODE41,
     label="GTUSBMODE 41 (RNDIS + ADB)",
     at_interface=6,
-    secondary_at_interface=None,
-    net_interfaces=(0, 1),
-    net_drivers=("rndis_host",),
-    ports_exact=False,  # only if 0/1 and the AT interface are published
     ports=(
-        net_port(0, "rndis_host", _RNDIS),
-        data_port(1, "rndis_host"),
-        serial_port(2, ROLE_UNKNOWN),
-        serial_port(3, ROLE_UNKNOWN),
+        *_RNDIS_HEAD,
         serial_port(4, ROLE_UNKNOWN),
         Port(5, ROLE_ADB, None, 0xFF, 0x42, 0x01),  # ADB: no kernel driver, no tty
         serial_port(6, ROLE_AT),
     ),
-    note="AT is the 4th ttyUSB (if 2, 3, 4, 6 are serial); serial needs new_id on kernels < 6.11",
 )
 
 FM350_PCIE = Composition(
@@ -99,7 +114,7 @@ FM350_PCIE = Composition(
     secondary_at_interface=None,
     net_interfaces=(),  # the wwan0 netdev hangs off the WWAN device, not an interface
     bus="pci",
-    note="AT over /dev/wwan0at0, control over /dev/wwan0mbim0, data on wwan0",
+    # AT over /dev/wwan0at0, control over /dev/wwan0mbim0, data on wwan0
 )
 
 FM350GL = ModemProfile(
@@ -114,21 +129,19 @@ FM350GL = ModemProfile(
     # fall back to base.ICCID_CRSM_FALLBACK when it errors.
     identity_commands=identity(iccid="AT+ICCID"),
     registration_commands=REGISTRATION_3GPP_5G,
-    signal_commands=("AT+CESQ", "AT+CSQ"),
-    data_state_command="AT+GTRNDIS?",
+    signal=SIGNAL_3GPP,
     soft_reset="AT+CFUN=15",
-    # No vendor boot banner is published; unsolicited SIM ready is the sign.
-    boot_urcs=("+CPIN: READY",),
+    # No vendor boot banner is published: an unsolicited SIM ready while the
+    # SIM was ready already is the sign of a restart (the modem task's rule).
+    urc_rules=URC_RULES,
+    #          reroute ifup radio soft   usb  gpio   power
+    rung_costs=rung_costs(10.0, 20.0, 45.0, 60.0, 30.0, 60.0, 70.0),
     timings=Timings(
         soft_reset_answer_s=15.0,  # not published: the generic value
         reboot_to_usb_s=2.0,  # about 2 s back on USB after a crash
         ready_s=60.0,  # not published: a guess, override from configuration
         reset_pulse_ms=None,  # unknown: must be configured before GPIO resets
-        power_key_ms=None,
-        close_stall_s=30.0,  # close() of a dead FM350 tty blocks about 30 s
     ),
-    notes=(
-        "AT+GTUSBMODE 40/41 RNDIS, 29 MBIM (29 not listed: ids unpublished); "
-        "+CPIN: EMPTY_EUICC with an empty eUICC."
-    ),
+    # AT+GTUSBMODE 40/41 RNDIS, 29 MBIM (29 not listed: ids unpublished); +CPIN: EMPTY_EUICC with
+    # an empty eUICC.
 )

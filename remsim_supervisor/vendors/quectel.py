@@ -21,13 +21,28 @@ flows; that is the QMI adapter's business, noted here because it bites.
 
 EC21 (2c7c:0121) and EG95 (2c7c:0195) use the QMI layout (ModemManager's
 Quectel rules); their other compositions are not listed in public sources.
+
+Read here: ``+QCSQ`` (the signal poll) and ``+QSIMSTAT`` answers; the URCs
+``RDY`` (boot banner: re-probe), ``POWERED DOWN``, ``+QUSIM``/``+QSIMSTAT``
+(SIM reports) and the housekeeping ones, as the profile's URC rules.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from remsim_supervisor.core.parse.common import (
+    Text,
+    access_tech_from_name,
+    dec,
+    field_at,
+    fields_after,
+    norm_mode,
+    sint,
+)
+from remsim_supervisor.core.parse.signal import parse_csq
+from remsim_supervisor.core.urc import UrcRule
 from remsim_supervisor.vendors.base import (
-    INIT_3GPP,
-    REGISTRATION_3GPP,
     ROLE_AT,
     ROLE_AT_SECONDARY,
     ROLE_DIAG,
@@ -35,14 +50,123 @@ from remsim_supervisor.vendors.base import (
     Composition,
     ModemProfile,
     Port,
+    SignalQuery,
     Timings,
     data_port,
-    identity,
     net_port,
+    rung_costs,
     serial_port,
 )
+from remsim_supervisor.vendors.generic import INIT_3GPP, REGISTRATION_3GPP, identity
 
-__all__ = ["EC25"]
+__all__ = ["EC25", "URC_RULES", "Qcsq", "Qsimstat", "parse_qcsq", "parse_qsimstat"]
+
+
+# --- answers and URCs ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Qcsq:
+    """Quectel +QCSQ: the system mode and its values in dBm / dB.
+
+    Layouts by sysmode: GSM <rssi>; WCDMA/TDSCDMA <rssi>,<rscp>,<ecio>;
+    LTE/CAT-M1/CAT-NB1/eMTC/NBIoT <rssi>,<rsrp>,<sinr>,<rsrq>; NR5G
+    <rsrp>,<sinr>,<rsrq>. SINR is reported raw: dB = raw/5 - 20 (Quectel).
+    Some firmwares (EG21-G) print the LTE RSSI as a positive magnitude; it is
+    negated, since no received power is above 0 dBm.
+    """
+
+    sysmode: str
+    access_tech: str
+    values: tuple[int, ...]
+    rssi_dbm: int | None
+    rsrp_dbm: int | None
+    sinr_raw: int | None
+    sinr_db: float | None
+    rsrq_db: int | None
+    rscp_dbm: int | None
+    ecio_db: int | None
+    rssi_raw: int | None  #: RSSI as printed (positive on some firmwares)
+
+
+_LTE_QCSQ = ("rssi", "rsrp", "sinr", "rsrq")
+_QCSQ_LAYOUT = {
+    "GSM": ("rssi",), "WCDMA": ("rssi", "rscp", "ecio"), "TDSCDMA": ("rssi", "rscp", "ecio"),
+    "LTE": _LTE_QCSQ, "CATM1": _LTE_QCSQ, "CATM": _LTE_QCSQ, "CATNB1": _LTE_QCSQ,
+    "CATNB": _LTE_QCSQ, "EMTC": _LTE_QCSQ, "NBIOT": _LTE_QCSQ,
+    "NR5G": ("rsrp", "sinr", "rsrq"), "NOSERVICE": (),
+}
+
+
+def parse_qcsq(text: Text) -> Qcsq | None:
+    """+QCSQ: "<sysmode>"[,<values>...] (see :class:`Qcsq`)."""
+    f = fields_after(text, "+QCSQ:")
+    if f is None:
+        return None
+    mode = f[0].value
+    layout = _QCSQ_LAYOUT.get(norm_mode(mode))
+    if not mode or layout is None:
+        return None
+    values = tuple(sint(x) for x in f[1:])
+    if any(v is None for v in values[:len(layout)]) or len(values) < len(layout):
+        return None
+    got = {name: values[i] for i, name in enumerate(layout)}
+    rssi = got.get("rssi")
+    if rssi is not None and rssi > 0:
+        rssi = -rssi
+    sinr = got.get("sinr")
+    return Qcsq(
+        sysmode=mode, access_tech=access_tech_from_name(mode),
+        values=tuple(v for v in values if v is not None),
+        rssi_dbm=rssi, rsrp_dbm=got.get("rsrp"), sinr_raw=sinr,
+        sinr_db=round(sinr / 5 - 20, 2) if sinr is not None else None,
+        rsrq_db=got.get("rsrq"), rscp_dbm=got.get("rscp"), ecio_db=got.get("ecio"),
+        rssi_raw=got.get("rssi"),
+    )
+
+
+@dataclass(frozen=True)
+class Qsimstat:
+    """Quectel +QSIMSTAT: report setting and SIM-inserted status."""
+
+    enabled: bool
+    inserted_status: int   #: 0 removed, 1 inserted, 2 unknown
+
+    @property
+    def inserted(self) -> bool | None:
+        return {0: False, 1: True}.get(self.inserted_status)
+
+
+def parse_qsimstat(text: Text) -> Qsimstat | None:
+    """+QSIMSTAT: <enable>,<inserted_status> (query answer and URC)."""
+    f = fields_after(text, "+QSIMSTAT:")
+    if f is None:
+        return None
+    en, st = dec(field_at(f, 0)), dec(field_at(f, 1))
+    if en is None or st is None:
+        return None
+    return Qsimstat(en == 1, st)
+
+
+def _qsimstat_report(line: str) -> str | None:
+    got = parse_qsimstat(line)
+    if got is None or got.inserted is None:
+        return None
+    return "inserted" if got.inserted else "not_inserted"
+
+
+URC_RULES: tuple[UrcRule, ...] = (
+    UrcRule("RDY", "boot"),
+    UrcRule("POWERED DOWN", "powered_down"),
+    UrcRule("+QUSIM:", "sim", lambda line: "inserted"),
+    UrcRule("+QSIMSTAT:", "sim", _qsimstat_report),
+    UrcRule("+QIND:", "indication"),
+    UrcRule("+STKPCI:", "stk"),
+    UrcRule("+QNETDEVSTATUS:", "data"),
+    UrcRule("+QIURC:", "data"),
+    UrcRule("+QGPSURC:", "gnss"),
+    UrcRule("+QTONEDET:", "dtmf"),
+)
 
 VID = 0x2C7C
 PID_EC25 = 0x0125
@@ -75,7 +199,7 @@ def _qmi(pid: int) -> Composition:
         net_drivers=("qmi_wwan",),
         net_class=(0xFF, 0xFF, 0xFF),
         ports=(*_serial_block(0), net_port(4, "qmi_wwan", (0xFF, 0xFF, 0xFF))),
-        note="qmi_wwan needs DTR set on the control channel before data flows",
+        # qmi_wwan needs DTR set on the control channel before data flows
     )
 
 
@@ -98,7 +222,7 @@ EC25_ECM = Composition(
         net_port(4, "cdc_ether", (0x02, 0x06, 0x00)),
         data_port(5, "cdc_ether"),
     ),
-    note="a field report saw the AT port move in ECM mode: probe before trusting if 2",
+    # a field report saw the AT port move in ECM mode: probe before trusting if 2
 )
 
 EC25_MBIM = Composition(
@@ -147,23 +271,19 @@ EC25 = ModemProfile(
     init_commands=INIT_3GPP,
     identity_commands=identity(iccid="AT+QCCID"),
     registration_commands=REGISTRATION_3GPP,
-    signal_commands=("AT+QCSQ", "AT+CSQ"),  # QCSQ: RSRP/SINR/RSRQ; SINR dB = raw/5 - 20
-    serving_cell_command='AT+QENG="servingcell"',
+    # QCSQ: RSRP/SINR/RSRQ; SINR dB = raw/5 - 20
+    signal=(SignalQuery("AT+QCSQ", parse_qcsq), SignalQuery("AT+CSQ", parse_csq)),
     soft_reset="AT+CFUN=1,1",
-    power_off="AT+QPOWD=1",
-    shutdown_urcs=("POWERED DOWN",),
-    boot_urcs=("RDY", "+CPIN: READY"),
+    urc_rules=URC_RULES,
+    #          reroute ifup radio soft   usb  gpio   power
+    rung_costs=rung_costs(10.0, 20.0, 45.0, 120.0, 30.0, 120.0, 130.0),
     timings=Timings(
         soft_reset_answer_s=15.0,  # CFUN=1,1 answers within 15 s
         reboot_to_usb_s=12.0,  # RDY about 12 s after reset
         ready_s=120.0,  # up to 120 s until fully operational
         reset_pulse_ms=300,  # low pulse 150-460 ms, 300 typical (2nd-hand)
-        power_key_ms=500,  # low at least 500 ms to start (2nd-hand)
         radio_cycle_s=15.0,  # CFUN max response time, network dependent (2nd-hand)
-        power_off_s=60.0,  # QPOWD=1: wait up to 60 s for POWERED DOWN
     ),
-    notes=(
-        'Composition set by AT+QCFG="usbnet",<n>, effective after AT+CFUN=1,1; '
-        "SIM slot by AT+QUIMSLOT=1|2 where supported."
-    ),
+    # Composition set by AT+QCFG="usbnet",<n>, effective after AT+CFUN=1,1; SIM slot by
+    # AT+QUIMSLOT=1|2 where supported.
 )

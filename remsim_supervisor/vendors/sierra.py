@@ -15,18 +15,17 @@ values, to be overridden from configuration.
 from __future__ import annotations
 
 from remsim_supervisor.vendors.base import (
-    INIT_3GPP,
-    REGISTRATION_3GPP,
     ROLE_AT,
     ROLE_DIAG,
     ROLE_NMEA,
     Composition,
     ModemProfile,
     Timings,
-    identity,
     net_port,
+    rung_costs,
     serial_port,
 )
+from remsim_supervisor.vendors.generic import INIT_3GPP, REGISTRATION_3GPP, SIGNAL_3GPP, identity
 
 __all__ = ["MC7455"]
 
@@ -68,8 +67,9 @@ MC7455 = ModemProfile(
     init_commands=INIT_3GPP,
     identity_commands=identity(iccid="AT!ICCID?"),
     registration_commands=REGISTRATION_3GPP,
-    signal_commands=("AT+CESQ", "AT+CSQ"),
+    signal=SIGNAL_3GPP,
     soft_reset="AT!RESET",
-    boot_urcs=("+CPIN: READY",),
+    #          reroute ifup radio soft   usb  gpio   power
+    rung_costs=rung_costs(10.0, 20.0, 45.0, 120.0, 30.0, 120.0, 130.0),
     timings=Timings(),  # nothing published for these steps: generic, configurable
 )

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from pytest_mock import MockerFixture
 
 from remsim_supervisor.adapters import conntrack
 from remsim_supervisor.adapters.conntrack import ConntrackError, flush_conntrack
@@ -48,7 +49,8 @@ LISTENERS = r"""
 import socket, sys
 servers = []
 for host in sys.argv[1:]:
-    s = socket.create_server((host, 7000), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.create_server((host, 7000), family=family)
     servers.append(s)
 print("ready", flush=True)
 held = []
@@ -198,7 +200,7 @@ def test_flush_ipv6_and_several_at_once(lab: Lab) -> None:
     assert lab.entries() == [e for e in before if e[1] not in (D1_6, D2)]
 
 
-def test_many_pins_cost_one_dump_per_family(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_many_pins_cost_one_dump_per_family(lab: Lab, mocker: MockerFixture) -> None:
     # 500 pinned addresses (two of them with flows): one dump for IPv4 and one
     # for IPv6, not one per address, and exactly their entries go.
     dumps: list[int] = []
@@ -210,7 +212,7 @@ def test_many_pins_cost_one_dump_per_family(lab: Lab, monkeypatch: pytest.Monkey
             dumps.append(family)
         return send(self, command, flags, family, payload)
 
-    monkeypatch.setattr(conntrack._Ctnetlink, "_send", counting)
+    mocker.patch.object(conntrack._Ctnetlink, "_send", autospec=True, side_effect=counting)
     pins = [f"10.252.{i // 250}.{i % 250 + 1}" for i in range(250)]
     pins += [f"fd00:252::{i:x}" for i in range(1, 249)] + [D1, D2_6]
     before = lab.entries()
@@ -230,27 +232,27 @@ def test_flushing_twice_or_nothing_deletes_nothing(lab: Lab) -> None:
 
 
 def test_without_the_kernel_filter_the_result_is_the_same(
-        lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+        lab: Lab, mocker: MockerFixture) -> None:
     # A flag the kernel does not know: it refuses the filter, as a kernel
     # before 5.8 would, and the dump is filtered here instead.
-    monkeypatch.setattr(conntrack, "CTA_FILTER_FLAG_IP_DST", 1 << 30)
+    mocker.patch.object(conntrack, "CTA_FILTER_FLAG_IP_DST", 1 << 30)
     before = lab.entries()
     assert flush_conntrack([D1], netns=lab.router) == 3
     assert lab.entries() == [e for e in before if e[1] != D1]
 
 
 def test_a_kernel_that_ignores_the_filter_gives_the_same_result(
-        lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+        lab: Lab, mocker: MockerFixture) -> None:
     # An attribute type the kernel does not know is skipped, as older kernels
     # skip CTA_FILTER: the dump returns everything and the check here decides.
-    monkeypatch.setattr(conntrack, "CTA_FILTER", 0x3FF0)
+    mocker.patch.object(conntrack, "CTA_FILTER", 0x3FF0)
     before = lab.entries()
     assert flush_conntrack([D2], netns=lab.router) == 2
     assert lab.entries() == [e for e in before if e[1] != D2]
 
 
 def test_bad_input_and_missing_namespace() -> None:
-    with pytest.raises(ConntrackError, match="not an IP address: 'bankd.example.com'"):
+    with pytest.raises(ConntrackError, match=r"not an IP address: 'bankd.example.com'"):
         flush_conntrack(["bankd.example.com"])
     with pytest.raises(ConntrackError, match="no network namespace 'rsst-no-such-namespace'"):
         flush_conntrack([D1], netns="rsst-no-such-namespace")

@@ -6,12 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
+from pytest_mock import MockerFixture
 
-from remsim_supervisor.adapters import discovery
-from remsim_supervisor.adapters.discovery import Discovery, FoundModem, UsbInterface, assign_roles
 from remsim_lab.fakesysfs import AUTO, FakeSysfs, InterfaceSpec
+from remsim_supervisor.adapters import discovery
+from remsim_supervisor.adapters.discovery import Discovery, FoundModem, UsbInterface
 from remsim_supervisor.vendors import PROFILES, get_profile
 from remsim_supervisor.vendors.base import ROLE_AT, Composition, ModemProfile
+from remsim_supervisor.vendors.ports import assign_roles
 
 EC25_ID = (0x2C7C, 0x0125)
 EVERY_COMPOSITION = [(p, c) for p in PROFILES.values() for c in p.compositions]
@@ -423,7 +425,7 @@ def test_root_hubs_and_interface_links_are_not_devices(fake: FakeSysfs, disc: Di
 
 
 def test_device_vanishing_mid_scan_returns_none(
-    fake: FakeSysfs, disc: Discovery, monkeypatch: pytest.MonkeyPatch
+    fake: FakeSysfs, disc: Discovery, mocker: MockerFixture
 ) -> None:
     devdir = fake.add_usb_modem("1-1", *EC25_ID, profile_key="ec25")
     fake.add_usb_modem("1-2", 0x2CB7, 0x0007, profile_key="l850gl")
@@ -435,9 +437,11 @@ def test_device_vanishing_mid_scan_returns_none(
             fake.remove_usb_device("1-1")  # gone between listing and reading
         return entries
 
-    monkeypatch.setattr(discovery, "_listdir", unplug_while_listing)
+    # A USB unplug cannot happen here: the sysfs read is patched to play one.
+    listdir = mocker.patch.object(discovery, "_listdir", side_effect=unplug_while_listing)
 
     assert disc.find(usb_path="1-1") is None
+    listdir.assert_any_call(devdir)
     fake.add_usb_modem("1-1", *EC25_ID, profile_key="ec25")  # replug, vanish again during list
     listed = disc.list_modems()
 
@@ -446,7 +450,7 @@ def test_device_vanishing_mid_scan_returns_none(
 
 
 def test_device_vanishing_after_its_interfaces_were_read_returns_none(
-    fake: FakeSysfs, disc: Discovery, monkeypatch: pytest.MonkeyPatch
+    fake: FakeSysfs, disc: Discovery, mocker: MockerFixture
 ) -> None:
     fake.add_usb_modem("1-1", *EC25_ID, profile_key="ec25")
     real_read = discovery._read
@@ -457,9 +461,10 @@ def test_device_vanishing_after_its_interfaces_were_read_returns_none(
             fake.remove_usb_device("1-1")
         return value
 
-    monkeypatch.setattr(discovery, "_read", unplug_on_product)
+    read = mocker.patch.object(discovery, "_read", side_effect=unplug_on_product)
 
     assert disc.find(usb_path="1-1") is None
+    assert any(c.args[0].endswith(os.sep + "product") for c in read.call_args_list)
     assert disc.list_modems() == []
 
 

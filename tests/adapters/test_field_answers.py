@@ -19,18 +19,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from remsim_supervisor.adapters.ionmesh import (
+from remsim_lab.ionmesh_server import IonMeshServer
+from remsim_supervisor.adapters.ionmesh import IonMeshClient
+from remsim_supervisor.core.ionmesh import (
     MAX_KEPT_COMMANDS,
     MAX_RESPONSE_BYTES,
     Assignment,
     Exchange,
-    IonMeshClient,
     IonMeshError,
     NotRegistered,
     decode_body,
     read_heartbeat_answer,
 )
-from remsim_lab.ionmesh_server import IonMeshServer
 from tests.fuzzing import examples
 
 MakeClient = Callable[..., IonMeshClient]

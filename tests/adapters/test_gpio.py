@@ -26,19 +26,19 @@ from pathlib import Path
 from typing import Any, Self
 
 import pytest
-from tests.paths import REPO
 
-from remsim_supervisor.adapters import gpio
-from remsim_supervisor.config import GpioSpec
+from remsim_lab.gpiowatch import ResetWatcher, watch
+from remsim_supervisor.adapters import gpio, gpio_sysfs
 from remsim_supervisor.adapters.gpio import (
     GpioError,
-    ResetWatcher,
     SimEvent,
     SimGpio,
     open_line,
     power_cycle,
     pulse,
 )
+from remsim_supervisor.config import GpioSpec
+from tests.paths import REPO
 
 REAL_GPIOD = pytest.importorskip("gpiod")
 
@@ -442,10 +442,10 @@ def test_line_held_by_a_sysfs_export_says_how_to_free_it(
     kernel.add_chip("gpiochip0", 32)
     k = kernel.line("gpiochip0", 7)
     k.used, k.consumer = True, "sysfs"
-    with pytest.raises(GpioError, match="unexport it, or use sysfs:N$"):
+    with pytest.raises(GpioError, match=r"unexport it, or use sysfs:N$"):
         gopen("gpiochip0:7", kernel, sysroot, initial=False)
     FakeSysfs(sysroot).add_chip("gpiochip0", base=512, ngpio=32)
-    with pytest.raises(GpioError, match="unexport it, or use sysfs:519$"):
+    with pytest.raises(GpioError, match=r"unexport it, or use sysfs:519$"):
         gopen("gpiochip0:7", kernel, sysroot, initial=False)
     k.consumer = "sim1"  # a device tree's gpio-export labels it with its name
     (sysroot / "class/gpio/sim1").mkdir(parents=True)
@@ -521,7 +521,7 @@ def test_v1_bindings_are_refused_with_the_fix(kernel: FakeKernel, sysroot: Path,
     v1.__version__ = "1.6.4"  # type: ignore[attr-defined]
     v1.chip = object  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "gpiod", v1)
-    with pytest.raises(GpioError, match="gpiod 1.6.4 has the libgpiod v1 API"):
+    with pytest.raises(GpioError, match=r"gpiod 1\.6\.4 has the libgpiod v1 API"):
         gopen("gpiochip0:1", kernel, sysroot)
 
 
@@ -841,10 +841,10 @@ def test_named_export_without_direction_attribute_is_driven_by_value(fs: FakeSys
 def test_default_sysfs_writer_is_one_write_to_the_attribute(tmp_path: Path) -> None:
     target = tmp_path / "value"
     target.write_text("")
-    gpio._sysfs_write(str(target), "1")
+    gpio_sysfs.sysfs_write(str(target), "1")
     assert target.read_text() == "1"
     with pytest.raises(FileNotFoundError):
-        gpio._sysfs_write(str(tmp_path / "absent"), "1")
+        gpio_sysfs.sysfs_write(str(tmp_path / "absent"), "1")
 
 
 # --- simulated lines ---------------------------------------------------------------------------
@@ -1001,9 +1001,35 @@ def test_pulse_and_power_cycle_refuse_non_positive_times(sim: SimGpio) -> None:
     assert [e.level for e in sim.events("r")] == [0]  # nothing was driven
 
 
+def test_settle_levels_writes_only_the_lines_that_differ(sim: SimGpio) -> None:
+    lines = {
+        "sim": open_line(spec("sim:s"), sim=sim, initial=True, active_low=True),
+        "reset": open_line(spec("sim:r"), sim=sim, initial=True),
+        "power": open_line(spec("sim:p"), sim=sim, initial=True),
+    }
+    writes = gpio.settle_levels(lines, {"sim": None, "reset": False, "power": True})
+    assert writes == [gpio.LevelWrite("reset", False)]
+    assert [e.level for e in sim.events("r")] == [1, 0]
+    # Again, with everything in place: not one edge on any line.
+    before = sim.events()
+    assert gpio.settle_levels(lines, {"sim": True, "reset": False, "power": True}) == []
+    assert sim.events() == before
+    assert (lines["sim"].get(), sim.level("s")) == (True, 0)  # logical, active low
+
+
+def test_settle_levels_leaves_unheld_and_unreadable_lines_alone(sim: SimGpio) -> None:
+    reset = open_line(spec("sim:r"), sim=sim, initial=False)
+    blind = open_line(spec("sim:b"), sim=sim, initial=True)
+    blind.release()  # reading it now fails: its level cannot be kept, only driven
+    assert gpio.settle_levels({"reset": reset, "blind": blind},
+                              {"reset": None, "blind": None, "power": True}) == []
+    with pytest.raises(GpioError, match="was released"):
+        gpio.settle_levels({"blind": blind}, {"blind": False})
+
+
 def test_watch_thread_delivers_changes_without_polling_by_hand(sim: SimGpio) -> None:
     got: list[SimEvent] = []
-    handle = sim.watch("w", got.append, poll_s=0.001)
+    handle = watch(sim, "w", got.append, poll_s=0.001)
     try:
         sim.set_level("w", 1)
         sim.set_level("other", 1)
@@ -1022,7 +1048,7 @@ def test_watch_survives_a_failing_observer(sim: SimGpio) -> None:
     def bad(event: SimEvent) -> None:
         calls.append(event.level)
         raise RuntimeError("observer bug")
-    with sim.watch("w", bad, poll_s=3600) as handle:
+    with watch(sim, "w", bad, poll_s=3600) as handle:
         sim.set_level("w", 1)
         sim.set_level("w", 0)
         assert handle.poll() == 2
@@ -1034,7 +1060,8 @@ def test_reset_is_seen_by_an_emulator_in_another_process(sim: SimGpio, tmp_path:
     code = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from remsim_supervisor.adapters.gpio import ResetWatcher, SimGpio
+        from remsim_lab.gpiowatch import ResetWatcher
+        from remsim_supervisor.adapters.gpio import SimGpio
         sim = SimGpio({str(sim.root)!r})
         hits = []
         with ResetWatcher(sim, "m2-reset", lambda: hits.append(1), poll_s=0.005):

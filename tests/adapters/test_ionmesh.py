@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
+from remsim_lab.ionmesh_server import IonMeshServer, LabPki, write_lab_pki
 from remsim_supervisor import __version__
 from remsim_supervisor.adapters import ionmesh
-from remsim_supervisor.config import IonmeshConfig
 from remsim_supervisor.adapters.ionmesh import (
     BASE_PATH,
     Assignment,
@@ -39,7 +39,7 @@ from remsim_supervisor.adapters.ionmesh import (
     encode_request,
     parse_bankd_endpoint,
 )
-from remsim_lab.ionmesh_server import IonMeshServer, LabPki, write_lab_pki
+from remsim_supervisor.config import IonmeshConfig
 from tests.netns import exec_in, ip, netns
 
 ROOT = os.geteuid() == 0

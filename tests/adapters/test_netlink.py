@@ -27,7 +27,8 @@ asyncio.run(main())
 """
 
 
-def read_until(proc: subprocess.Popen[str], wanted: list[object], timeout: float = 5.0) -> list[list[object]]:
+def read_until(proc: subprocess.Popen[str], wanted: list[object],
+               timeout: float = 5.0) -> list[list[object]]:
     seen: list[list[object]] = []
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
@@ -67,7 +68,8 @@ def test_parse_ignores_truncated_messages() -> None:
     body = netlink.IFINFOMSG.pack(0, 1, 7, netlink.IFF_UP | netlink.IFF_LOWER_UP, 0)
     name = b"wwan0\0\0\0"
     attr = netlink.RTATTR.pack(4 + 6, netlink.IFLA_IFNAME) + name
-    msg = netlink.NLMSGHDR.pack(16 + len(body) + len(attr), netlink.RTM_NEWLINK, 0, 1, 0) + body + attr
+    msg = (netlink.NLMSGHDR.pack(16 + len(body) + len(attr), netlink.RTM_NEWLINK, 0, 1, 0)
+           + body + attr)
     assert netlink.parse_links(msg) == [(netlink.RTM_NEWLINK, "wwan0", True, False)]
     assert netlink.parse_links(msg[:20]) == []
     assert netlink.parse_links(b"\xff" * 7) == []

@@ -339,8 +339,9 @@ def test_leftovers_of_a_crash_are_repaired(lab: Lab, router: Router) -> None:
     lab.ip("rule", "add", "to", "10.251.9.99", "lookup", "240", "pref", "90")  # a stale pin
     lab.ip("rule", "add", "to", PIN, "iif", "wwan1", "lookup", "240", "pref", "90")
     lab.ip("rule", "add", "to", "10.251.9.0/24", "lookup", "240", "pref", "90")
-    for selector in (("not", "from", "10.251.2.3"), ("from", "10.251.2.2"), ("fwmark", "0x100/0x3f00"),
-                     ("to", PIN, "ipproto", "tcp", "dport", "443"), ("uidrange", "100-200")):
+    for selector in (("not", "from", "10.251.2.3"), ("from", "10.251.2.2"),
+                     ("fwmark", "0x100/0x3f00"), ("to", PIN, "ipproto", "tcp", "dport", "443"),
+                     ("uidrange", "100-200")):
         lab.ip("rule", "add", *selector, "lookup", "240", "pref", "90")
     lab.ip("-6", "rule", "add", "iif", "wwan1", "lookup", "240", "pref", "90")
     lab.ip("route", "add", "default", "via", "10.251.1.1", "dev", "wwan0", "table", "240",
@@ -462,7 +463,7 @@ def test_a_device_going_down_drops_the_route_and_reconcile_restores_it(
     lab.ip("link", "set", "wwan1", "down")
     assert lab.ours()[2] == []  # the kernel flushed it with the device
     assert "table 240" not in lab.route_get(PIN)
-    with pytest.raises(RoutingError, match="^cannot put route default via 10.251.2.1 dev wwan1"):
+    with pytest.raises(RoutingError, match=r"^cannot put route default via 10.251.2.1 dev wwan1"):
         router.reconcile([PIN], IOT4)
     lab.ip("link", "set", "wwan1", "up")
     changes = router.reconcile([PIN], IOT4)
@@ -494,7 +495,7 @@ def test_good_values_pass() -> None:
 
 
 def test_bad_input_and_kernel_refusals_are_one_line_errors(lab: Lab, router: Router) -> None:
-    with pytest.raises(RoutingError, match="pin is not an IP address: 'remsim.example.com'"):
+    with pytest.raises(RoutingError, match=r"pin is not an IP address: 'remsim.example.com'"):
         router.reconcile(["remsim.example.com"], IOT4)
     with pytest.raises(RoutingError, match="device wwan9 does not exist"):
         router.reconcile([PIN], PathSpec("iot", "wwan9", "10.251.2.1"))

@@ -23,6 +23,7 @@ from remsim_supervisor.adapters.serialport import (
     SerialPort,
     UucpLock,
 )
+from remsim_supervisor.core.at import Urc
 
 
 @pytest.fixture
@@ -61,7 +62,7 @@ async def answer(master: int, expect: bytes, reply: bytes, delay: float = 0.0) -
 
 def test_command_round_trip_with_urc_in_between(pair: tuple[int, str], tmp_path: Path) -> None:
     master, path = pair
-    urcs: list[str] = []
+    urcs: list[Urc] = []
 
     async def main() -> None:
         port = SerialPort(path, lock_dir=str(tmp_path))
@@ -75,7 +76,8 @@ def test_command_round_trip_with_urc_in_between(pair: tuple[int, str], tmp_path:
         await port.close()
 
     asyncio.run(main())
-    assert urcs == ["+CEREG: 1"]
+    assert [u.line for u in urcs] == ["+CEREG: 1"]
+    assert urcs[0].kind == "registration"  # classified once, by the engine
 
 
 def test_timeout_then_late_reply_does_not_confuse_the_next_command(pair: tuple[int, str],

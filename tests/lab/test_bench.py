@@ -16,10 +16,10 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
+
 from tests.paths import REPO
 
 BENCH = REPO / "bench"

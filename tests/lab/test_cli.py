@@ -6,13 +6,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
 from tests.paths import DATA
 
 DATA = DATA / "config"
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MODEM", "IONMESH_", "OPENWRT_"))}
+    full_env = {k: v for k, v in os.environ.items()
+                if not k.startswith(("MODEM", "IONMESH_", "OPENWRT_"))}
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "remsim_supervisor", *args],
                           capture_output=True, text=True, timeout=60, env=full_env)

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from remsim_lab.rig import Rig
 from remsim_supervisor.supervisor import control
 from remsim_supervisor.supervisor.control import (
     MAX_CONNECTIONS,
@@ -28,7 +29,6 @@ from remsim_supervisor.supervisor.control import (
     json_depth,
     parse_request,
 )
-from remsim_lab.rig import Rig
 from tests.fuzzing import examples
 
 # --------------------------------------------------------------------------

@@ -45,7 +45,8 @@ def test_two_modems_register_unplug_and_come_back(rig: Rig) -> None:
                       for m in s["modems"]), 30, "both registered, with signal")
 
     m1, m2 = rig.modem_status("modem1", status), rig.modem_status("modem2", status)
-    assert (m1["role"], m1["model"], m2["role"], m2["model"]) == ("primary", "ec25", "iot", "fm350gl")
+    assert (m1["role"], m1["model"], m2["role"], m2["model"]) == (
+        "primary", "ec25", "iot", "fm350gl")
     for m in (m1, m2):
         assert m["registration"] == "home"
         assert m["access_tech"] == "lte"

@@ -298,7 +298,8 @@ def test_l850_radio_stuck_in_flight_mode(make) -> None:
 @pytest.mark.parametrize("name, command, expected", [
     ("ec25", "AT+QCSQ", '+QCSQ: "LTE",-70,-100,110,-12'),
     ("ec25", 'AT+QENG="servingcell"',
-     '+QENG: "servingcell","NOCONN","LTE","FDD",001,01,671F98A,310,1300,3,5,5,1F00,-100,-12,-70,110,24'),
+     '+QENG: "servingcell","NOCONN","LTE","FDD",001,01,671F98A,310,1300,3,5,5,1F00,'
+     '-100,-12,-70,110,24'),
     ("fm350gl", "AT+CESQ", "+CESQ: 99,99,255,255,16,41"),
     ("l850gl", "AT+XCESQ?", "+XCESQ: 0,99,99,255,255,16,41,4"),
     ("mc7455", "AT+CESQ", "+CESQ: 99,99,255,255,16,41"),

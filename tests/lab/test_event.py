@@ -33,11 +33,23 @@ from typing import Any, Self
 
 import pytest
 
-from remsim_supervisor.supervisor import control
-from remsim_supervisor.cli import event as event_cmd
-from remsim_supervisor.config import GpioSpec
-from remsim_supervisor.adapters.gpio import SIM_GPIO_ENV, SimGpio, open_line, pulse
 from remsim_lab.rig import Rig
+from remsim_supervisor import log as logsetup
+from remsim_supervisor.adapters.gpio import SIM_GPIO_ENV, SimGpio, open_line, pulse
+from remsim_supervisor.cli import event_worker
+from remsim_supervisor.cli.event import (
+    MAX_VALUE,
+    MAX_VARIABLES,
+    event_environment,
+    process_origin,
+)
+from remsim_supervisor.cli.event import main as event_main
+from remsim_supervisor.config import GpioSpec
+from remsim_supervisor.config.env import EVENT_SETTLE as SETTLE_ENV
+from remsim_supervisor.config.env import STATE_DIR as STATE_DIR_ENV
+from remsim_supervisor.config.env import settle_window
+from remsim_supervisor.core.simplan import KNOWN_CAUSES
+from remsim_supervisor.supervisor import control
 from remsim_supervisor.supervisor.simswitch import SimSwitcher
 from tests.paths import SHARED
 
@@ -57,7 +69,7 @@ BUDGET_S = 1.0  # "returns within a second"
 WHITELIST = ("PATH", "HOME", "LANG", "TZ", "USER", "LOGNAME", "PWD", "SHELL", "TERM", "TMPDIR")
 
 
-# --- starting events as the client does -------------------------------------------------------------
+# --- starting events as the client does -----------------------------------------------------------
 
 def write_script(directory: Path, config: Path) -> Path:
     """A stand-in for /usr/libexec/remsim-supervisor/remsim-event, using this interpreter."""
@@ -73,7 +85,8 @@ def write_script(directory: Path, config: Path) -> Path:
     return script
 
 
-def client_env(fixture: Mapping[str, str], cause: str, harness: Mapping[str, str]) -> dict[str, str]:
+def client_env(fixture: Mapping[str, str], cause: str,
+               harness: Mapping[str, str]) -> dict[str, str]:
     env = {k: os.environ[k] for k in WHITELIST if k in os.environ}
     env.update({k: v for k, v in os.environ.items() if k.startswith("LC_")})
     env.update(fixture)
@@ -141,7 +154,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-# --- the three ways events are handled ---------------------------------------------------------------
+# --- the three ways events are handled ------------------------------------------------------------
 
 def write_config(path: Path, socket: Path) -> Path:
     path.write_text(
@@ -168,7 +181,7 @@ class Bench:
         self.config = write_config(root / "remsim-supervisor.conf", self.socket)
         self.client = Client(write_script(root, self.config), {
             "REMSIM_SUPERVISOR_CONFIG": str(self.config), SIM_GPIO_ENV: str(self.gpio_root),
-            event_cmd.STATE_DIR_ENV: str(self.state), event_cmd.SETTLE_ENV: str(SETTLE_S)})
+            STATE_DIR_ENV: str(self.state), SETTLE_ENV: str(SETTLE_S)})
 
     def pulses(self, line: str = "modem1_reset") -> int:
         return sum(1 for e in self.gpio.events(line) if e.level == 1)
@@ -178,9 +191,9 @@ class Bench:
 
     def worker_idle(self) -> bool:
         """No worker alive and nothing journaled (only asked between bursts)."""
-        lock = self.state / event_cmd.WORKER_LOCK
+        lock = self.state / event_worker.WORKER_LOCK
         return (not lock.exists() or bench_idle_lock(lock)) and not (
-            self.state / event_cmd.JOURNAL).exists()
+            self.state / event_worker.JOURNAL).exists()
 
 
 class HostedSwitcher:
@@ -263,7 +276,7 @@ def bench(tmp_path: Path) -> Bench:
     return Bench(tmp_path)
 
 
-# --- the 50 random orders ---------------------------------------------------------------------------
+# --- the 50 random orders -------------------------------------------------------------------------
 
 def fifty_rounds(client: Client, resets: Callable[[], int], sim_level: Callable[[], int],
                  idle: Callable[[], bool], seed: int,
@@ -309,7 +322,7 @@ def running_rig(root: Path, settle_s: float) -> Iterator[Rig]:
         r.plug("modem1")
         r.plug("modem2")
         r.write_config()
-        r.start_daemon(env={event_cmd.SETTLE_ENV: str(settle_s)})
+        r.start_daemon(env={SETTLE_ENV: str(settle_s)})
         r.wait_for(lambda s: all(m["state"] == "registered" for m in s["modems"]), 30,
                    "both modems registered")
         answer = r.request({"cmd": "event", "cause": "event-modem-status", "env": {}})
@@ -326,7 +339,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 def rig_client(rig: Rig, tmp_path: Path) -> Client:
     return Client(write_script(tmp_path, rig.config_path), {
         "REMSIM_SUPERVISOR_CONFIG": str(rig.config_path), SIM_GPIO_ENV: str(rig.gpio_root),
-        event_cmd.STATE_DIR_ENV: str(tmp_path / "state"), event_cmd.SETTLE_ENV: str(SETTLE_S)})
+        STATE_DIR_ENV: str(tmp_path / "state"), SETTLE_ENV: str(SETTLE_S)})
 
 
 @pytest.mark.timeout(400)
@@ -344,7 +357,7 @@ def test_fifty_random_orders_with_the_real_daemon(rig: Rig, tmp_path: Path) -> N
     assert rig.gpio.level("modem2_sim") == 0
     assert all(e.level == 0 for e in rig.gpio.events("modem2_sim"))
     assert rig.emulator("modem2").resets == 0
-    assert not (tmp_path / "state" / event_cmd.JOURNAL).exists()
+    assert not (tmp_path / "state" / event_worker.JOURNAL).exists()
     assert "Traceback" not in rig.log()
 
 
@@ -363,7 +376,7 @@ def test_a_few_random_orders_with_a_hosted_switcher(bench: Bench) -> None:
     with HostedSwitcher(bench) as hosted:
         rounds = 2
         rng = random.Random(3)
-        for n in range(rounds):
+        for _n in range(rounds):
             for events, level in ((ENTER, 1), (LEAVE, 0)):
                 bench.client.run(rng.sample(events, len(events)))
                 wait_until(lambda: not hosted.busy(), 10, "the batch")
@@ -372,10 +385,10 @@ def test_a_few_random_orders_with_a_hosted_switcher(bench: Bench) -> None:
         assert sorted(set(hosted.pins)) == [("bankd", "203.0.113.30:9999"),
                                             ("server", "203.0.113.20:9998")]
         assert len(hosted.pins) == 2  # pinned once, not once per round
-    assert not (bench.state / event_cmd.JOURNAL).exists()
+    assert not (bench.state / event_worker.JOURNAL).exists()
 
 
-# --- order across transitions: the origin --------------------------------------------------------------
+# --- order across transitions: the origin ---------------------------------------------------------
 
 def leave_then_enter_arriving_reversed(client: Client) -> None:
     # A reconfiguration: the client leaves, then enters again at once. The
@@ -394,7 +407,7 @@ def test_the_clients_order_wins_over_arrival_with_a_hosted_switcher(bench: Bench
 
 
 def test_the_clients_order_wins_over_arrival_with_no_daemon(bench: Bench) -> None:
-    bench.client.harness[event_cmd.SETTLE_ENV] = "0.8"
+    bench.client.harness[SETTLE_ENV] = "0.8"
     leave_then_enter_arriving_reversed(bench.client)
     wait_until(bench.worker_idle, 10, "the worker")
     assert bench.sim_level() == 1
@@ -412,7 +425,7 @@ def test_the_clients_order_wins_over_arrival_with_the_real_daemon(tmp_path: Path
         assert emulator.resets == 1
 
 
-# --- the command's contract ---------------------------------------------------------------------------
+# --- the command's contract -----------------------------------------------------------------------
 
 def run_once(client: Client, cause: str, env: Mapping[str, str] | None = None
              ) -> subprocess.CompletedProcess[str]:
@@ -438,8 +451,8 @@ def test_an_unknown_cause_exits_2_with_one_line_within_a_second(bench: Bench,
 
 def test_every_known_cause_exits_0_within_a_second_without_a_config(tmp_path: Path) -> None:
     client = Client(write_script(tmp_path, tmp_path / "missing.conf"), {
-        event_cmd.STATE_DIR_ENV: str(tmp_path / "state"), SIM_GPIO_ENV: str(tmp_path / "gpio")})
-    for cause in sorted(event_cmd.KNOWN_CAUSES):
+        STATE_DIR_ENV: str(tmp_path / "state"), SIM_GPIO_ENV: str(tmp_path / "gpio")})
+    for cause in sorted(KNOWN_CAUSES):
         result = run_once(client, cause)
         assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
     assert max(client.durations) < BUDGET_S
@@ -513,7 +526,7 @@ def test_hostile_addresses_with_the_real_daemon(rig: Rig, tmp_path: Path) -> Non
     assert not any("pwned" in line for line in lines if "heartbeat path" in line)
 
 
-# --- the fallback's repairs ------------------------------------------------------------------------------
+# --- the fallback's repairs -----------------------------------------------------------------------
 
 def test_a_dead_workers_leftovers_are_repaired_by_the_next_event(bench: Bench) -> None:
     bench.state.mkdir(mode=0o700)
@@ -521,28 +534,28 @@ def test_a_dead_workers_leftovers_are_repaired_by_the_next_event(bench: Bench) -
     bench.gpio.set_level("modem1_reset", 1)
     stale = {"cause": "request-sim-remote", "at": time.monotonic() - 600, "origin": None,
              "env": {}}
-    (bench.state / event_cmd.JOURNAL).write_text(json.dumps(stale) + "\n{\"cause\": \"req")
-    (bench.state / event_cmd.WORKER_LOCK).touch()
-    (bench.state / event_cmd.JOURNAL_LOCK).touch()
+    (bench.state / event_worker.JOURNAL).write_text(json.dumps(stale) + "\n{\"cause\": \"req")
+    (bench.state / event_worker.WORKER_LOCK).touch()
+    (bench.state / event_worker.JOURNAL_LOCK).touch()
     before = bench.pulses()
     bench.client.run([{"cause": "request-modem-reset", "env": {}}])
     wait_until(lambda: bench.pulses() > before and bench.worker_idle(), 10, "the repair")
     assert bench.gpio.level("modem1_reset") == 0
     assert bench.pulses() == before + 1
     assert bench.sim_level() == 0  # the stale request was dropped, not applied
-    assert not (bench.state / event_cmd.JOURNAL).exists()
+    assert not (bench.state / event_worker.JOURNAL).exists()
 
 
 def test_a_worker_killed_mid_batch_does_not_break_the_next_burst(bench: Bench) -> None:
-    bench.client.harness[event_cmd.SETTLE_ENV] = "5"
+    bench.client.harness[SETTLE_ENV] = "5"
     bench.client.run(ENTER[2:5])
-    holder = _lock_holder(bench.state / event_cmd.WORKER_LOCK)
+    holder = _lock_holder(bench.state / event_worker.WORKER_LOCK)
     assert holder is not None, "no worker holds the worker lock"
     os.kill(holder, signal.SIGKILL)
-    wait_until(lambda: _lock_holder(bench.state / event_cmd.WORKER_LOCK) is None, 5, "its death")
+    wait_until(lambda: _lock_holder(bench.state / event_worker.WORKER_LOCK) is None, 5, "its death")
     assert bench.pulses() == 0
     # The next burst's worker takes the journal over, dead worker's events included.
-    bench.client.harness[event_cmd.SETTLE_ENV] = str(SETTLE_S)
+    bench.client.harness[SETTLE_ENV] = str(SETTLE_S)
     bench.client.run([ENTER[5]])
     wait_until(lambda: bench.pulses() == 1 and bench.worker_idle(), 10, "the next worker")
     assert bench.sim_level() == 1
@@ -592,9 +605,11 @@ def test_the_command_line_without_click(monkeypatch: pytest.MonkeyPatch, argv: l
         seen.append((cause, config_path))
         return 0
 
-    monkeypatch.setattr(event_cmd, "run_event", run_event)
-    monkeypatch.setattr(event_cmd.logsetup, "setup", lambda *a, **k: None)
-    code = event_cmd.main(argv)
+    # The click command named "event" hides the module of that name on its package.
+    command_module = sys.modules["remsim_supervisor.cli.event"]
+    monkeypatch.setattr(command_module, "run_event", run_event)
+    monkeypatch.setattr(logsetup, "setup", lambda *a, **k: None)
+    code = event_main(argv)
     if expected is None:
         assert code == 2 and seen == []
         assert capsys.readouterr().err.startswith("usage: remsim-supervisor event")
@@ -602,10 +617,10 @@ def test_the_command_line_without_click(monkeypatch: pytest.MonkeyPatch, argv: l
         assert code == 0 and seen == [expected]
 
 
-# --- pieces -----------------------------------------------------------------------------------------------
+# --- pieces ---------------------------------------------------------------------------------------
 
 def test_the_environment_is_taken_as_capped_plain_strings() -> None:
-    env = event_cmd.event_environment({
+    env = event_environment({
         "REMSIM_BANKD_ADDR": "203.0.113.30:9999\n\x1b[31mred\x7f",
         "REMSIM_CLIENT_SLOT": "7:0" + "x" * 1000,
         "REMSIM_SUPERVISOR_SIM_GPIO": "/tmp/gpio",
@@ -618,20 +633,20 @@ def test_the_environment_is_taken_as_capped_plain_strings() -> None:
     })
     assert env == {
         "REMSIM_BANKD_ADDR": "203.0.113.30:9999[31mred",
-        "REMSIM_CLIENT_SLOT": ("7:0" + "x" * 1000)[:event_cmd.MAX_VALUE],
+        "REMSIM_CLIENT_SLOT": ("7:0" + "x" * 1000)[:MAX_VALUE],
         "OPENWRT_MODEM_DEVICE": "/dev/ttyUSB2",
         "REMSIM_SURROGATE": "ab",
     }
-    many = event_cmd.event_environment({f"REMSIM_X{i:03}": "v" for i in range(100)})
-    assert len(many) == event_cmd.MAX_VARIABLES
+    many = event_environment({f"REMSIM_X{i:03}": "v" for i in range(100)})
+    assert len(many) == MAX_VARIABLES
 
 
 @pytest.mark.parametrize(("value", "expected"), [
     (None, 0.5), ("", 0.5), ("0.1", 0.1), ("abc", 0.5), ("-1", 0.5), ("1e9", 0.5)])
 def test_the_settle_window_comes_from_the_environment(value: str | None,
                                                       expected: float) -> None:
-    env = {} if value is None else {event_cmd.SETTLE_ENV: value}
-    assert event_cmd.settle_from_env(env) == expected
+    env = {} if value is None else {SETTLE_ENV: value}
+    assert settle_window(env) == expected
 
 
 def _fake_proc(root: Path, pid: int, ppid: int, ticks: int, cmdline: list[str],
@@ -653,15 +668,15 @@ def test_the_origin_is_the_process_the_client_started(tmp_path: Path) -> None:
                comm="weird) name (")
     _fake_proc(proc, me, 902, 502, ["python3", "-m", "remsim_supervisor", "event", "--",
                                     "request-sim-remote"])
-    origin = event_cmd.process_origin("request-sim-remote", str(proc))
+    origin = process_origin("request-sim-remote", str(proc))
     assert origin is not None and (origin["pid"], origin["ticks"]) == (901, 500)
     assert origin["age_s"] >= 0
     # Run by hand from a shell: the shell is not the origin.
-    origin = event_cmd.process_origin("request-modem-reset", str(proc))
+    origin = process_origin("request-modem-reset", str(proc))
     assert origin is not None and (origin["pid"], origin["ticks"]) == (me, 502)
 
 
 def test_the_origin_of_this_process_is_real() -> None:
-    origin = event_cmd.process_origin("no-such-cause")
+    origin = process_origin("no-such-cause")
     assert origin is not None and origin["pid"] == os.getpid()
     assert 0 <= origin["age_s"] < 24 * 3600

@@ -27,15 +27,16 @@ from remsim_supervisor.config import (
     RoutingConfig,
     SupervisorConfig,
 )
-from remsim_supervisor.supervisor.guardian import Guardian
-from remsim_supervisor.supervisor.heartbeat import ACKED, PATH, SERVER, HeartbeatService, ModemView
-from remsim_supervisor.adapters.ionmesh import (
+from remsim_supervisor.core.ionmesh import (
     Assignment,
     Exchange,
     HeartbeatResult,
     IonMeshUnavailable,
     NotRegistered,
 )
+from remsim_supervisor.supervisor.actions import HeartbeatView
+from remsim_supervisor.supervisor.guardian import Guardian, GuardianSettings
+from remsim_supervisor.supervisor.heartbeat import ACKED, PATH, SERVER, HeartbeatService, ModemView
 
 
 class Clock:
@@ -151,7 +152,7 @@ class Rig:
 
     def beat(self) -> str:
         async def go() -> str:
-            await self.service._update_paths()
+            await self.service.keeper.refresh()
             return await self.service._beat()
 
         return asyncio.run(go())
@@ -336,8 +337,8 @@ def test_the_guardian_notices_a_heartbeat_behind_its_schedule(
         rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="remsim_supervisor.supervisor.guardian")
     hb = rig.service
-    daemon = SimpleNamespace(config=hb.config, heartbeat=hb, runners={}, lines={})
-    guardian = Guardian(daemon, clock=rig.clock)  # type: ignore[arg-type]
+    guardian = Guardian(SimpleNamespace(), HeartbeatView(hb),  # type: ignore[arg-type]
+                        GuardianSettings.from_config(hb.config), clock=rig.clock)
     rig.beat()
     assert guardian.watch_schedule(rig.clock.now + 60) is None
     assert guardian.watch_schedule(rig.clock.now + 70) is None  # interval + timeout

@@ -64,9 +64,10 @@ def test_heartbeat_follows_the_iot_modem_fails_over_and_back(
     seen = len(heartbeat_sources(ionmesh))
     t0 = time.monotonic()
     net.link("iot", False)
-    wait("the table to point at the primary", lambda: "dev wwan0 table 240" in net.route_get(IONMESH))
+    wait("the table to point at the primary",
+         lambda: "dev wwan0 table 240" in net.route_get(IONMESH))
     assert time.monotonic() - t0 < 1.0
-    when, src = wait("a heartbeat over the primary",
+    when, _src = wait("a heartbeat over the primary",
                      lambda: next(((t, s) for t, s in heartbeat_sources(ionmesh)[seen:]
                                    if s == PRIMARY_ADDR), None))
     assert when - t0 < INTERVAL

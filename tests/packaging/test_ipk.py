@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import json
 import os
 import re
 import subprocess
@@ -218,7 +219,8 @@ def test_help_runs_from_the_package_files(scratch: Path, tmp_path: Path) -> None
     alias.symlink_to(launcher)  # found through its real location, not the link's
     for program in (launcher, alias):
         result = subprocess.run([sys.executable, "-S", str(program), "--help"], env=env,
-                                cwd=tmp_path, check=False, capture_output=True, text=True, timeout=60)
+                                cwd=tmp_path, check=False, capture_output=True, text=True,
+                                timeout=60)
         assert result.returncode == 0, result.stderr
         for command in ("run", "status", "check-config"):
             assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), result.stdout
@@ -250,10 +252,11 @@ def test_shipped_configuration_passes_check_config(scratch: Path, tmp_path: Path
     from remsim_supervisor import config
 
     text = uncommented.read_text()
-    for section, options in config._SECTIONS.items():
+    for section, options in config.SECTIONS.items():
         assert re.search(rf"^config {section}\b", text, re.MULTILINE), section
         for option in options:
-            assert re.search(rf"^\s*(option|list) {option} ", text, re.MULTILINE), f"{section}.{option}"
+            assert re.search(rf"^\s*(option|list) {option} ", text, re.MULTILINE), (
+                f"{section}.{option}")
     assert "option enabled '0'" in CONFIG_FILE.read_text(), "ships disabled until configured"
 
 
@@ -315,7 +318,7 @@ def test_postinst_compiles_and_prerm_removes_the_byte_code(ipk: Ipk, tmp_path: P
     subprocess.run([busybox, "ash", str(scripts / "prerm-pkg")],
                    env={"PATH": "/usr/bin:/bin", "IPKG_INSTROOT": str(root)}, check=True)
     assert not list(lib.rglob("__pycache__"))
-    assert (lib / "remsim_supervisor" / "cli.py").is_file()
+    assert (lib / "remsim_supervisor" / "cli" / "__init__.py").is_file()
 
 
 def own_directories() -> list[str]:
@@ -373,7 +376,8 @@ def test_postinst_restarts_the_service_after_an_upgrade_only(ipk: Ipk, tmp_path:
     for upgrade in ("", "1"):
         env = {"PATH": f"{fake}:/usr/bin:/bin", "PKG_UPGRADE": upgrade}
         result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                                 shell], env=env, check=False, capture_output=True, text=True, timeout=60)
+                                 shell], env=env, check=False, capture_output=True, text=True,
+                                timeout=60)
         assert result.returncode == 0, result.stderr
     assert log.read_text() == "restart\n"
 
@@ -439,19 +443,31 @@ def test_feed_scripts_and_conffiles_are_the_ipks(sdk_build: Path, ipk: Ipk) -> N
 
 # --- Depends ------------------------------------------------------------------------------------
 
+_TOP_MODULES = """
+import ast, json, sys
+found = {}
+for path, source in json.load(sys.stdin).items():
+    for node in ast.walk(ast.parse(source, filename=path)):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        for name in names:
+            found.setdefault(name.split(".")[0], []).append(path)
+json.dump(found, sys.stdout)
+"""
+
+
 def imported_top_modules(sources: dict[str, bytes]) -> dict[str, set[str]]:
-    """Top-level module -> the shipped files importing it (lazy imports included)."""
-    found: dict[str, set[str]] = {}
-    for path, source in sources.items():
-        for node in ast.walk(ast.parse(source, filename=path)):
-            names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            for name in names:
-                found.setdefault(name.split(".")[0], set()).add(path)
-    return found
+    """Top-level module -> the shipped files importing it (lazy imports included).
+
+    Parsed in a fresh interpreter: CPython 3.11's AST constructor can report a
+    false recursion-depth mismatch deep inside a long test session."""
+    out = subprocess.run(
+        [sys.executable, "-c", _TOP_MODULES], check=True, capture_output=True, timeout=60,
+        input=json.dumps({p: s.decode() for p, s in sources.items()}).encode())
+    return {name: set(paths) for name, paths in json.loads(out.stdout).items()}
 
 
 def requirements() -> tuple[set[str], set[str]]:
@@ -509,7 +525,8 @@ def test_no_shipped_module_reaches_into_what_stays_home(ipk: Ipk) -> None:
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
-                    base = ["remsim_supervisor", *package_parts][:len(package_parts) + 2 - node.level]
+                    base = ["remsim_supervisor", *package_parts][
+                        :len(package_parts) + 2 - node.level]
                     module = ".".join([*base, *(node.module or "").split(".")]).strip(".")
                 else:
                     module = node.module or ""

@@ -34,7 +34,6 @@ import pytest
 from remsim_lab.ionmesh_server import IonMeshServer
 from remsim_lab.network import IONMESH, LabNetwork
 from remsim_lab.rig import Rig
-from tests.router import KIT, Router, wait_for
 from tests.packaging.test_rpcd import (
     CALLS,
     LUCI_APP,
@@ -45,6 +44,7 @@ from tests.packaging.test_rpcd import (
     recorded,
     rpcd_router,
 )
+from tests.router import KIT, Router, wait_for
 
 LUCI_JS = KIT / "luci" / "openwrt-24.10.tar.gz"
 SHIPPED_CONFIG = ROOT / "files" / "etc" / "config" / "remsim-supervisor"

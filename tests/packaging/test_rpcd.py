@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from tests.router import Router, wait_for
 from tests.paths import DATA, REPO
+from tests.router import Router, wait_for
 
 ROOT = REPO
 PLUGIN = ROOT / "files" / "usr" / "share" / "rpcd" / "ucode" / "remsim-supervisor.uc"

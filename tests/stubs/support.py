@@ -64,7 +64,8 @@ def build_ipk(out: Path, epoch: int = EPOCH) -> Path:
     """Run ``scripts/build_ipk.py --out OUT`` as ``make ipk`` does; return the package."""
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_ipk.py"), "--out",
-                             str(out)], check=False, capture_output=True, text=True, env=env, timeout=120)
+                             str(out)], check=False, capture_output=True, text=True, env=env,
+                            timeout=120)
     assert result.returncode == 0, result.stderr
     path = Path(result.stdout.strip())
     assert path.parent == out and path.is_file(), result.stdout

@@ -16,11 +16,11 @@ How the families that are not plain "field = value" are checked:
 * ``echo``: :func:`strip_echo` without a command (ModemManager's rule).
 * ``echo_final``, ``ati``: run through the engine; echo gone, lines and final
   as expected.
-* ``urc`` and ``gtrndis`` carry ``mm_regex``, a ModemManager regex that the
-  case says matches with ``groups``. The regex is applied first (it checks
-  the case itself), then ours: every URC line must be recognised by
-  :func:`classify_urc` and stay a URC while an unrelated command is pending;
-  +GTRNDIS values must equal the regex groups.
+* ``urc`` carries ``mm_regex``, a ModemManager regex that the case says
+  matches with ``groups``. The regex is applied first (it checks the case
+  itself), then ours: every URC line must be recognised by the URC tables
+  (every profile's, as the engine has them before the modem is identified)
+  and stay a URC while an unrelated command is pending.
 * ``registration_simple``: ``gsmmodem`` describes what python-gsmmodem does
   with the state ("stops waiting" = registered, "keep waiting" = searching,
   "not searching" = neither); it is checked against
@@ -30,13 +30,15 @@ How the families that are not plain "field = value" are checked:
   accepted, the result being the raw value less its 'F' filler.
 * ``cpin``: ``expect_prefix`` is an input of ModemManager's +CPIN parser,
   passed to ours as ``prefix``; ModemManager's lock "none" is our "ready".
-* ``cgact``, ``cgdcont``: ``error`` is ModemManager's parse error: the
-  parser in strict mode refuses a line it cannot read, or the reply ends in
-  an error code. ``cgcontrdp``: ``error`` means nothing readable.
+* :data:`NOT_READ` families (PDP contexts, +GTRNDIS, ^SYSINFO(EX), +QENG,
+  +QDSIM): the product never reads these answers, so it has no parser for
+  them; the reply still goes through the engine (the transcript check below)
+  and its exception notes are checked against its final result code.
 * ``exception`` / ``raises`` (python-gsmmodem's exception notes), and
   ``error`` in a family without an error field of its own, are checked
   against what the reply means to our parsers (:func:`predicted_exception`):
-  an error final is the CmeError/CmsError/CommandError it carries; for a
+  an error final is the CmeError/CmsError/CommandError it carries
+  (+CME ERROR, +CMS ERROR, any other error code); for a
   registration, searching is gsmmodem's TimeoutException (it keeps
   waiting) and neither registered nor searching its InvalidStateException;
   a reply the family's parser cannot read is a CommandError; else none. A
@@ -70,15 +72,11 @@ if __package__ in (None, ""):  # run as a script: make the package importable
 
 import pytest
 
-from remsim_supervisor.core import parsers as P
-from remsim_supervisor.core.at import (
-    AtEngine,
-    Response,
-    Urc,
-    command_prefixes,
-    find_final,
-    strip_echo,
-)
+from remsim_supervisor.core.at import AtEngine, Response, Urc
+from remsim_supervisor.core.atcodes import Final, command_prefixes, find_final, strip_echo
+from remsim_supervisor.core.parse import packet, registration, signal, sim
+from remsim_supervisor.vendors import ANY_URCS, huawei, quectel
+from remsim_supervisor.vendors import fibocom_intel as intel
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CORPUS = "../shared/data/at_corpus/public.jsonl"
@@ -179,7 +177,7 @@ def real_command(case: Case) -> str | None:
 
 def run_engine(command: str, response: str) -> tuple[list[Response], list[object]]:
     """Feed ``response`` one byte at a time with ``command`` pending."""
-    engine = AtEngine()
+    engine = AtEngine(ANY_URCS)
     engine.command(command)
     events: list[object] = []
     for b in response.encode("utf-8"):
@@ -241,16 +239,28 @@ def check_echo_final(case: Case) -> None:
     })
 
 
+def error_final(response: str) -> Final | None:
+    """The error final result code that ended a reply, if it ended in one."""
+    final = find_final(response)
+    return final if final is not None and final.is_error else None
+
+
+def error_name(final: Final) -> str:
+    """python-gsmmodem's exception for an error final."""
+    return {"cme_error": "CmeError", "cms_error": "CmsError"}.get(final.kind, "CommandError")
+
+
 def check_error_code(case: Case) -> None:
-    err = P.parse_error(case["response"])
+    err = error_final(case["response"])
     compare(case["expected"], {
-        "error": lambda: type(err).__name__ if err is not None else None,
-        "type": lambda: err.type if err is not None else None,
+        "error": lambda: error_name(err) if err is not None else None,
+        "type": lambda: ({"cme_error": "CME", "cms_error": "CMS", "modem_error": "MODEM"}
+                         .get(err.kind) if err is not None else None),
         "code": lambda: err.code if err is not None else None,
     })
 
 
-def _registration_mapping(reg: P.Registration) -> dict[str, Callable[[], object]]:
+def _registration_mapping(reg: registration.Registration) -> dict[str, Callable[[], object]]:
     return {
         "urc_or_query": lambda: "urc" if reg.is_urc else "query",
         "kind": lambda: reg.kind,
@@ -269,7 +279,7 @@ def check_registration(case: Case) -> None:
     exp = dict(case["expected"])
     if "access_tech" in exp:
         exp["access_tech"] = mm_tech(exp["access_tech"])
-    reg = need(P.parse_registration(case["response"], unsolicited=is_unsolicited(case)),
+    reg = need(registration.parse_registration(case["response"], unsolicited=is_unsolicited(case)),
                "parse_registration")
     mapping = _registration_mapping(reg)
 
@@ -291,7 +301,7 @@ def check_registration(case: Case) -> None:
 
 
 def check_csq(case: Case) -> None:
-    x = need(P.parse_csq(case["response"]), "parse_csq")
+    x = need(signal.parse_csq(case["response"]), "parse_csq")
     compare(case["expected"], {
         # python-gsmmodem reports the raw <rssi>, and -1 for 99 (unknown).
         "signalStrength": lambda: x.rssi if x.rssi != 99 else -1,
@@ -299,7 +309,7 @@ def check_csq(case: Case) -> None:
     })
 
 
-def _cesq_mapping(x: P.Cesq) -> dict[str, Callable[[], object]]:
+def _cesq_mapping(x: signal.Cesq) -> dict[str, Callable[[], object]]:
     m = attrs(x, "rxlev", "ber", "rscp_level", "ecn0_level", "rsrq_level", "rsrp_level",
               "ecio_db", "rsrq_db")
     m |= {
@@ -307,21 +317,21 @@ def _cesq_mapping(x: P.Cesq) -> dict[str, Callable[[], object]]:
         "rsrp_db": lambda: x.rsrp_dbm, "gsm_info": lambda: x.has_gsm,
         "umts_info": lambda: x.has_umts, "lte_info": lambda: x.has_lte,
     }
-    if isinstance(x, P.Xcesq):
+    if isinstance(x, intel.Xcesq):
         m |= {"rssnr_level": lambda: x.rssnr_level, "rssnr_db": lambda: x.rssnr_db}
     return m
 
 
 def check_cesq(case: Case) -> None:
-    compare(case["expected"], _cesq_mapping(need(P.parse_cesq(case["response"]), "cesq")))
+    compare(case["expected"], _cesq_mapping(need(signal.parse_cesq(case["response"]), "cesq")))
 
 
 def check_xcesq(case: Case) -> None:
-    compare(case["expected"], _cesq_mapping(need(P.parse_xcesq(case["response"]), "xcesq")))
+    compare(case["expected"], _cesq_mapping(need(intel.parse_xcesq(case["response"]), "xcesq")))
 
 
 def check_qcsq(case: Case) -> None:
-    x = need(P.parse_qcsq(case["response"]), "parse_qcsq")
+    x = need(quectel.parse_qcsq(case["response"]), "parse_qcsq")
     compare(case["expected"], attrs(
         x, "sysmode", "rssi_raw", "rssi_dbm", "rsrp_dbm", "sinr_raw", "sinr_db", "rsrq_db",
         "rscp_dbm", "ecio_db"))
@@ -331,7 +341,7 @@ def check_hcsq(case: Case) -> None:
     exp = dict(case["expected"])
     if "access_tech" in exp:
         exp["access_tech"] = mm_tech(exp["access_tech"])
-    x = P.parse_hcsq(case["response"])
+    x = huawei.parse_hcsq(case["response"])
     compare(exp, {
         # ModemManager fails the parse for NOSERVICE; ours reports no service.
         "ok": lambda: x is not None and x.has_service,
@@ -340,35 +350,8 @@ def check_hcsq(case: Case) -> None:
     })
 
 
-def check_qeng_servingcell(case: Case) -> None:
-    x = need(P.parse_qeng_servingcell(case["response"]), "parse_qeng_servingcell")
-
-    def text(v: object) -> str | None:
-        return None if v is None else str(v)
-
-    exp = {k: (text(v) if k in ("mcc", "mnc") else v) for k, v in case["expected"].items()}
-    m: dict[str, Callable[[], object]] = {
-        "state": lambda: x.state, "rat": lambda: x.rat, "duplex": lambda: x.duplex,
-        "is_tdd": lambda: x.duplex, "mcc": lambda: x.mcc, "mnc": lambda: x.mnc,
-        "cell_id_hex": lambda: hexs(x.cell_id), "tac_hex": lambda: hexs(x.tac),
-        "lac_hex": lambda: hexs(x.lac), "pcid": lambda: x.pcid, "earfcn": lambda: x.arfcn,
-        "uarfcn": lambda: x.arfcn, "arfcn": lambda: x.arfcn, "band": lambda: x.band,
-        "ul_bw": lambda: x.ul_bandwidth, "dl_bw": lambda: x.dl_bandwidth,
-        "rsrp": lambda: x.rsrp_dbm, "rsrq": lambda: x.rsrq_db, "rssi": lambda: x.rssi_dbm,
-        "sinr": lambda: x.sinr, "srxlev": lambda: x.srxlev, "rscp": lambda: x.rscp_dbm,
-        "ecio": lambda: x.ecio_db, "psc": lambda: x.psc, "rac": lambda: x.rac,
-    }
-    def extra(name: str) -> Callable[[], object]:
-        return lambda: x.get(name)
-
-    # Layout-specific fields ('-' = None) by the manual's names.
-    for name, _ in x.extra:
-        m.setdefault(name, extra(name))
-    compare(exp, m)
-
-
 def check_cops(case: Case) -> None:
-    x = P.parse_cops(case["response"])
+    x = registration.parse_cops(case["response"])
     exp = dict(case["expected"])
     if "access_tech" in exp:
         exp["access_tech"] = mm_tech(exp["access_tech"])
@@ -387,7 +370,7 @@ _MM_LOCK = {"none": "ready"}
 def check_cpin(case: Case) -> None:
     exp = dict(case["expected"])
     # expect_prefix is an input of ModemManager's parser: ours takes it too.
-    lock = P.parse_cpin(case["response"], prefix=exp.pop("expect_prefix", None))
+    lock = sim.parse_cpin(case["response"], prefix=exp.pop("expect_prefix", None))
     if "lock" in exp:
         exp["lock"] = _MM_LOCK.get(str(exp["lock"]), exp["lock"])
     if "cpin_state" in exp:
@@ -398,13 +381,13 @@ def check_cpin(case: Case) -> None:
 
 
 def check_cfun(case: Case) -> None:
-    x = need(P.parse_cfun(case["response"]), "parse_cfun")
+    x = need(sim.parse_cfun(case["response"]), "parse_cfun")
     compare(case["expected"], {"fun": lambda: x.fun, "power_state": lambda: x.power_state})
 
 
 def check_iccid(case: Case) -> None:
     resp, exp = case["response"], case["expected"]
-    got = P.parse_iccid(resp)
+    got = sim.parse_iccid(resp)
     m: dict[str, Callable[[], object]] = {
         "iccid": lambda: got,
         "error": lambda: got is None,
@@ -423,60 +406,8 @@ def check_identity(parser: Callable[[Any], str | None], key: str) -> Callable[[C
     return check
 
 
-def _strict_error(parse: Callable[..., object], response: str) -> bool:
-    """ModemManager's error flag: a line the parser cannot read, or an error final."""
-    final = find_final(response)
-    if final is not None and final.is_error:
-        return True
-    try:
-        parse(response, strict=True)
-    except ValueError:
-        return True
-    return False
-
-
-def check_cgdcont(case: Case) -> None:
-    got = P.parse_cgdcont(case["response"])
-    want = case["expected"]["contexts"]
-    # ModemManager states the IP family ("IPV4"), others the type as sent.
-    family = {"IPV4": "ipv4", "IPV6": "ipv6", "IPV4V6": "ipv4v6", "NON_IP": "non_ip"}
-
-    def contexts() -> list[dict[str, object]]:
-        out = []
-        for ctx, w in zip(got, want, strict=False):
-            t = w.get("pdp_type")
-            shown = t if (ctx.pdp_type == t or ctx.ip_family == family.get(str(t))) \
-                else ctx.pdp_type
-            out.append({"cid": ctx.cid, "pdp_type": shown, "apn": ctx.apn})
-        return out + [{"extra": c} for c in got[len(want):]]
-
-    compare(case["expected"], {
-        "contexts": contexts,
-        "error": lambda: _strict_error(P.parse_cgdcont, case["response"])})
-
-
-def check_cgact(case: Case) -> None:
-    got = P.parse_cgact(case["response"])
-    compare(case["expected"], {
-        "contexts": lambda: [{"cid": c.cid, "active": c.active} for c in got],
-        "error": lambda: _strict_error(P.parse_cgact, case["response"])})
-
-
-def check_cgcontrdp(case: Case) -> None:
-    x = P.parse_cgcontrdp(case["response"])
-    exp = case["expected"]
-    if exp.get("error") is True:
-        compare(exp, {"error": lambda: x is None})
-        return
-    x = need(x, "parse_cgcontrdp")
-    m = attrs(x, "cid", "bearer_id", "apn", "local_address", "subnet", "gateway_address",
-              "dns_primary_address", "dns_secondary_address")
-    m["error"] = lambda: False
-    compare(exp, m)
-
-
 def check_cgev(case: Case) -> None:
-    x = need(P.parse_cgev(case["response"]), "parse_cgev")
+    x = need(packet.parse_cgev(case["response"]), "parse_cgev")
     # ModemManager reports 0 for the numbers an event does not carry.
     compare(case["expected"], {
         "type": lambda: x.type, "pdp_type": lambda: x.pdp_type, "pdp_addr": lambda: x.pdp_addr,
@@ -485,43 +416,15 @@ def check_cgev(case: Case) -> None:
     })
 
 
-def check_sysinfo(case: Case) -> None:
-    x = need(P.parse_sysinfo(case["response"]), "parse_sysinfo")
-    m = attrs(x, "srv_status", "srv_domain", "roam_status", "sys_mode", "sim_state",
-              "sys_submode", "lock_state")
-    m["sys_submode_valid"] = lambda: x.sys_submode is not None
-    compare(case["expected"], m)
-
-
-def check_sysinfoex(case: Case) -> None:
-    x = need(P.parse_sysinfoex(case["response"]), "parse_sysinfoex")
-    compare(case["expected"], attrs(
-        x, "srv_status", "srv_domain", "roam_status", "sim_state", "lock_state", "sys_mode",
-        "sys_mode_name", "sys_submode", "sys_submode_name"))
-
-
-def check_gtrndis(case: Case) -> None:
-    m = check_mm_regex(case)
-    x = P.parse_gtrndis(case["response"])
-    if m is None:
-        same("parse_gtrndis", x, None)
-        return
-    x = need(x, "parse_gtrndis")
-    groups = m.groups()
-    same("state", x.state, int(groups[0]))
-    if len(groups) > 1:
-        same("cid", x.cid, int(groups[1]) if groups[1] is not None else None)
-
-
 def check_urc(case: Case) -> None:
     m = check_mm_regex(case)
     lines = [ln.strip() for ln in re.split(r"\r\n|\r|\n", case["response"]) if ln.strip()]
     if m is None or not lines:
         return
     for line in lines:
-        same(f"classify_urc({line!r}) recognised", P.classify_urc(line) is not None, True)
+        same(f"URC {line!r} recognised", ANY_URCS.classify(line).kind != "unknown", True)
     # While an unrelated command runs, the line must come out as a URC.
-    engine = AtEngine()
+    engine = AtEngine(ANY_URCS)
     engine.command("AT+CSQ")
     events = []
     for b in case["response"].encode("utf-8"):
@@ -533,20 +436,13 @@ def check_urc(case: Case) -> None:
 
 def check_ati(case: Case) -> None:
     r = engine_response(case)
-    x = need(P.parse_ati(r.lines), "parse_ati")
-    same("parse_ati lines", list(x.lines), list(r.lines))
     compare(case["expected"], {"final": lambda: r.final.text, "lines": lambda: list(r.lines)})
 
 
 def check_qsimstat(case: Case) -> None:
-    x = need(P.parse_qsimstat(case["response"]), "parse_qsimstat")
+    x = need(quectel.parse_qsimstat(case["response"]), "parse_qsimstat")
     compare(case["expected"], {"enable": lambda: int(x.enabled),
                                "inserted_status": lambda: x.inserted_status})
-
-
-def check_qdsim(case: Case) -> None:
-    x = need(P.parse_qdsim(case["response"]), "parse_qdsim")
-    compare(case["expected"], {"sim_slot": lambda: x.slot})
 
 
 CHECKS: dict[str, Callable[[Case], None]] = {
@@ -561,36 +457,32 @@ CHECKS: dict[str, Callable[[Case], None]] = {
     "xcesq": check_xcesq,
     "qcsq": check_qcsq,
     "hcsq": check_hcsq,
-    "qeng_servingcell": check_qeng_servingcell,
     "cops": check_cops,
     "cpin": check_cpin,
     "cfun": check_cfun,
     "iccid": check_iccid,
-    "imei": check_identity(P.parse_imei, "imei"),
-    "imsi": check_identity(P.parse_imsi, "imsi"),
-    "cgdcont": check_cgdcont,
-    "cgact": check_cgact,
-    "cgcontrdp": check_cgcontrdp,
+    "imei": check_identity(sim.parse_imei, "imei"),
+    "imsi": check_identity(sim.parse_imsi, "imsi"),
     "cgev": check_cgev,
-    "sysinfo": check_sysinfo,
-    "sysinfoex": check_sysinfoex,
-    "gtrndis": check_gtrndis,
     "urc": check_urc,
     "ati": check_ati,
     "qsimstat": check_qsimstat,
-    "qdsim": check_qdsim,
 }
+
+# Families whose answers the product never reads (no parser): the engine
+# transcript and the exception notes are what is checked of them.
+NOT_READ = frozenset({"qeng_servingcell", "cgdcont", "cgact", "cgcontrdp", "sysinfo",
+                      "sysinfoex", "gtrndis", "qdsim"})
 
 # Parsers whose answer must not depend on reading the raw text or the lines
 # the engine extracted from it (the transcript cross-check below).
 LINE_PARSERS: dict[str, Callable[[Any], object]] = {
-    "registration": P.parse_registration, "registration_simple": P.parse_registration,
-    "csq": P.parse_csq, "cesq": P.parse_cesq, "xcesq": P.parse_xcesq, "qcsq": P.parse_qcsq,
-    "hcsq": P.parse_hcsq, "qeng_servingcell": P.parse_qeng_servingcell, "cops": P.parse_cops,
-    "cfun": P.parse_cfun, "imei": P.parse_imei, "imsi": P.parse_imsi,
-    "cgdcont": P.parse_cgdcont, "cgact": P.parse_cgact, "cgcontrdp": P.parse_cgcontrdp,
-    "sysinfo": P.parse_sysinfo, "sysinfoex": P.parse_sysinfoex, "gtrndis": P.parse_gtrndis,
-    "qsimstat": P.parse_qsimstat, "qdsim": P.parse_qdsim, "iccid": P.parse_iccid,
+    "registration": registration.parse_registration,
+    "registration_simple": registration.parse_registration,
+    "csq": signal.parse_csq, "cesq": signal.parse_cesq, "xcesq": intel.parse_xcesq,
+    "qcsq": quectel.parse_qcsq, "hcsq": huawei.parse_hcsq, "cops": registration.parse_cops,
+    "cfun": sim.parse_cfun, "imei": sim.parse_imei, "imsi": sim.parse_imsi,
+    "qsimstat": quectel.parse_qsimstat, "iccid": sim.parse_iccid,
 }
 
 
@@ -611,7 +503,7 @@ def check_transcript(case: Case) -> None:
 
 
 # Families whose checks map ``error`` themselves.
-OWN_ERROR_FIELD = frozenset({"error_code", "iccid", "cgact", "cgdcont", "cgcontrdp"})
+OWN_ERROR_FIELD = frozenset({"error_code", "iccid"})
 _EXCEPTION_NAME = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*(?:Error|Exception))\b")
 
 
@@ -628,21 +520,17 @@ def exception_name(value: object) -> str | None:
 def predicted_exception(case: Case) -> str | None:
     """The exception python-gsmmodem raises for this reply, as our parsers read it."""
     response = case["response"]
-    error = P.parse_error(response)
+    error = error_final(response)
     if error is not None:
-        return type(error).__name__
+        return error_name(error)
     family = case.get("family")
     if family in ("registration", "registration_simple"):
-        reg = P.parse_registration(response, unsolicited=is_unsolicited(case))
+        reg = registration.parse_registration(response, unsolicited=is_unsolicited(case))
         if reg is None:
             return "CommandError"
         if reg.registered:
             return None
         return "TimeoutException" if reg.state == "searching" else "InvalidStateException"
-    if family in ("cgact", "cgdcont"):
-        # No context at all is an answer; an unreadable line is not.
-        strict = P.parse_cgact if family == "cgact" else P.parse_cgdcont
-        return "CommandError" if _strict_error(strict, response) else None
     parser = LINE_PARSERS.get(str(family))
     if parser is not None:
         try:
@@ -675,6 +563,12 @@ def check_exception_notes(case: Case) -> Case:
 
 def check_case(case: Case) -> None:
     family = case.get("family")
+    if family in NOT_READ:
+        # Their "error" is ModemManager's parse flag, for a parser we do not have.
+        check_exception_notes({**case, "expected": {
+            k: v for k, v in case["expected"].items() if k != "error"}})
+        check_transcript(case)
+        return
     check = CHECKS.get(str(family))
     if check is None:
         raise Mismatch(f"unhandled family {family!r}")
@@ -694,7 +588,7 @@ def run_all(cases: list[Case]) -> tuple[Counter[str], Counter[str], list[str]]:
         origin = str(case.get("origin", "?"))
         try:
             check_case(case)
-        except Exception as exc:  # noqa: BLE001 -- report every kind of failure, keep going
+        except Exception as exc:
             failed[origin] += 1
             failures.append(f"FAIL {case.get('id')} [{case.get('family')}/{origin}]: "
                             f"{type(exc).__name__}: {exc}")
@@ -741,14 +635,8 @@ def test_unmapped_field_fails_loudly() -> None:
 
 
 @pytest.mark.parametrize("case", [
-    {"family": "cgact", "command": "AT+CGACT?", "response": "",
-     "expected": {"contexts": [], "error": False}},
-    {"family": "cgact", "command": "AT+CGACT?", "response": "+CGACT: 1,1\r\n+CGACT: x,0\r\n",
-     "expected": {"contexts": [{"cid": 1, "active": True}], "error": True}},
-    {"family": "cgdcont", "command": "AT+CGDCONT?", "response": '+CGDCONT: 1,"IP","a"\r\n',
-     "expected": {"contexts": [{"cid": 1, "pdp_type": "IP", "apn": "a"}], "error": False}},
-    {"family": "cgcontrdp", "command": "AT+CGCONTRDP", "response": "+CGCONTRDP: x\r\n",
-     "expected": {"error": True}},
+    {"family": "cgact", "command": "AT+CGACT?", "response": "+CME ERROR: 3\r\n",
+     "expected": {"contexts": [], "exception": "CmeError"}},
     {"family": "csq", "command": "AT+CSQ", "response": "+CSQ: 18,99\r\nOK\r\n",
      "expected": {"rssi": 18, "exception": None}},
     {"family": "csq", "command": "AT+CSQ", "response": "GARBAGE\r\nOK\r\n",
@@ -766,14 +654,16 @@ def test_error_flags_and_exception_notes_are_mapped(case: Case) -> None:
     check_case({"id": "x", **case})
 
 
-@pytest.mark.parametrize(("expected", "message"), [
-    ({"contexts": [], "error": True}, "error: got False"),
-    ({"contexts": [], "exception": "CommandError"}, "exception: got None"),
-    ({"contexts": [], "exception": "a surprise"}, "names no exception"),
+@pytest.mark.parametrize(("family", "expected", "message"), [
+    ("csq", {"rssi": 1, "error": True}, "error: got False"),
+    ("csq", {"rssi": 1, "exception": "CommandError"}, "exception: got None"),
+    ("csq", {"rssi": 1, "exception": "a surprise"}, "names no exception"),
+    ("cgact", {"contexts": [], "exception": "CommandError"}, "exception: got None"),
 ])
-def test_wrong_error_flags_and_notes_fail(expected: dict[str, object], message: str) -> None:
+def test_wrong_error_flags_and_notes_fail(family: str, expected: dict[str, object],
+                                          message: str) -> None:
     with pytest.raises(Mismatch, match=message):
-        check_case({"id": "x", "family": "cgact", "command": "AT+CGACT?", "response": "",
+        check_case({"id": "x", "family": family, "command": "AT", "response": "+CSQ: 1,2\r\n",
                     "expected": expected})
 
 

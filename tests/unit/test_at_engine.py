@@ -9,25 +9,31 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from remsim_supervisor.core.at import (
-    DEFAULT_URC_PREFIXES,
     MAX_LINE,
     MAX_RESPONSE_BYTES,
     MAX_RESPONSE_LINES,
     AtBusy,
     AtEngine,
     Event,
-    Final,
     Noise,
     Overflow,
     Response,
     Urc,
+)
+from remsim_supervisor.core.atcodes import (
+    Final,
     command_prefixes,
     find_final,
-    is_urc_line,
     parse_final_line,
     strip_echo,
 )
+from remsim_supervisor.core.parse.registration import Registration
+from remsim_supervisor.core.urc import BASIC_URCS, UrcRule, UrcTable
+from remsim_supervisor.vendors import ANY_URCS, get_profile
 from tests.fuzzing import examples
+
+# Every profile's URCs: what the engine knows while the modem is not identified yet.
+URCS = ANY_URCS
 
 CSQ_REPLY = b"\r\n+CSQ: 18,99\r\n\r\nOK\r\n"
 CSQ_RESPONSE = Response("AT+CSQ", ("+CSQ: 18,99",), Final("OK", "ok", None, None))
@@ -67,13 +73,13 @@ def urcs(events: list[Event]) -> list[str]:
 
 
 def test_command_returns_bytes_to_write_and_is_pending() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     assert engine.command("AT+CSQ") == b"AT+CSQ\r"
     assert engine.pending == "AT+CSQ"
 
 
 def test_simple_exchange_completes_and_clears_pending() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     events = send(engine, "AT+CSQ", CSQ_REPLY)
     assert events == [CSQ_RESPONSE]
     assert only(events).ok
@@ -81,7 +87,7 @@ def test_simple_exchange_completes_and_clears_pending() -> None:
 
 
 def test_second_command_while_pending_is_busy() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.command("AT")
     with pytest.raises(AtBusy):
         engine.command("AT+CSQ")
@@ -90,7 +96,7 @@ def test_second_command_while_pending_is_busy() -> None:
 
 @pytest.mark.parametrize("bad", ["AT\r", "AT\nATI", "AT+COPS=\r\n", "", "   ", "AT+CPIN=\"ü\""])
 def test_malformed_commands_are_rejected(bad: str) -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     with pytest.raises(ValueError):
         engine.command(bad)
     assert engine.pending is None
@@ -124,20 +130,20 @@ def expected_transcript() -> list[Event]:
 
 
 def test_urc_in_the_middle_of_a_multiline_response() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.command("AT+CGDCONT?")
     assert run(engine, TRANSCRIPT) == expected_transcript()
 
 
 def test_one_byte_at_a_time() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.command("AT+CGDCONT?")
     assert run(engine, TRANSCRIPT, list(range(1, len(TRANSCRIPT)))) == expected_transcript()
 
 
 @pytest.mark.parametrize("cut", range(1, len(TRANSCRIPT)))
 def test_split_at_every_byte_boundary(cut: int) -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.command("AT+CGDCONT?")
     assert run(engine, TRANSCRIPT, [cut]) == expected_transcript()
 
@@ -147,34 +153,34 @@ def test_split_at_every_pair_of_boundaries() -> None:
     want = [Urc("+CREG: 5"), CSQ_RESPONSE]
     for i in range(1, len(data)):
         for j in range(i + 1, len(data)):
-            engine = AtEngine()
+            engine = AtEngine(URCS)
             engine.command("AT+CSQ")
             assert run(engine, data, [i, j]) == want, (i, j)
 
 
 @pytest.mark.parametrize("eol", [b"\r\n", b"\n", b"\r", b"\r\r\n"])
 def test_any_line_ending(eol: bytes) -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     reply = eol + b"+CSQ: 18,99" + eol + eol + b"OK" + eol
     assert send(engine, "AT+CSQ", reply) == [CSQ_RESPONSE]
 
 
 def test_mixed_line_endings_in_one_reply() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     reply = b"at+cgdcont?\r\n+CGDCONT: 1,\"IP\",\"a\"\n+CGDCONT: 2,\"IP\",\"b\"\r\r\nOK\r"
     r = only(send(engine, "at+cgdcont?", reply))
     assert r.lines == ('+CGDCONT: 1,"IP","a"', '+CGDCONT: 2,"IP","b"') and r.ok
 
 
 def test_final_without_terminator_waits_for_it() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     assert send(engine, "AT", b"\r\nOK") == []
     assert engine.pending == "AT"
     assert engine.feed(b"\r\n") == [Response("AT", (), Final("OK", "ok", None, None))]
 
 
 def test_empty_feed_is_harmless() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     assert engine.feed(b"") == []
     engine.command("AT")
     assert engine.feed(b"") == []
@@ -187,23 +193,23 @@ def test_empty_feed_is_harmless() -> None:
 
 @pytest.mark.parametrize("echo", [b"", b"AT+CSQ\r", b"AT+CSQ\r\r\n", b"AT+CSQ\r\n", b"at+csq\r\n"])
 def test_echo_on_or_off_gives_the_same_response(echo: bytes) -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     assert send(engine, "AT+CSQ", echo + CSQ_REPLY) == [CSQ_RESPONSE]
 
 
 def test_echo_followed_directly_by_data() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     assert send(engine, "AT+CSQ", b"AT+CSQ+CSQ: 18,99\r\nOK\r\n") == [CSQ_RESPONSE]
 
 
 def test_echo_after_a_urc_is_still_removed() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     events = send(engine, "AT+CSQ", b"\r\n+CREG: 1\r\nAT+CSQ\r\r\n+CSQ: 18,99\r\nOK\r\n")
     assert events == [Urc("+CREG: 1"), CSQ_RESPONSE]
 
 
 def test_a_line_equal_to_the_command_later_is_data() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     r = only(send(engine, "ATI", b"\r\nQuectel\r\nATI\r\nOK\r\n"))
     assert r.lines == ("Quectel", "ATI")
 
@@ -244,7 +250,7 @@ FINALS = [
 @pytest.mark.parametrize(("text", "kind", "code", "message", "is_error"), FINALS)
 def test_each_final_code_ends_the_command(text: str, kind: str, code: int | None,
                                           message: str | None, is_error: bool) -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     r = only(send(engine, "AT+X", b"\r\n+X: 1\r\n\r\n" + text.encode() + b"\r\n"))
     assert r.final == Final(text, kind, code, message)
     assert r.final.is_error is is_error
@@ -257,7 +263,7 @@ def test_each_final_code_ends_the_command(text: str, kind: str, code: int | None
                                   "MODEM ERROR: apple", "OKAY", "ERRORS", "CONNECTED"])
 def test_near_finals_are_information_lines(text: str) -> None:
     assert parse_final_line(text) is None
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     r = only(send(engine, "AT", b"\r\n" + text.encode() + b"\r\n\r\nERROR\r\n"))
     assert r.lines == (text,) and r.final.kind == "error"
 
@@ -282,19 +288,19 @@ def test_find_final_takes_the_first_final() -> None:
 
 
 def test_with_nothing_pending_every_line_is_a_urc() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     events = engine.feed(b"\r\nRDY\r\n\r\n+CPIN: READY\r\n\r\n+QIND: PB DONE\r\nhello\r\n")
     assert events == [Urc("RDY"), Urc("+CPIN: READY"), Urc("+QIND: PB DONE"), Urc("hello")]
 
 
 def test_stray_finals_with_nothing_pending_are_noise_but_call_codes_are_urcs() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     events = engine.feed(b"\r\nOK\r\n\r\n+CME ERROR: 3\r\n\r\nNO CARRIER\r\n\r\nRING\r\n")
     assert events == [Noise(b"OK"), Noise(b"+CME ERROR: 3"), Urc("NO CARRIER"), Urc("RING")]
 
 
 def test_own_prefix_is_a_response_line_other_prefixes_are_urcs() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     events = send(engine, "AT+CEREG?",
                   b"\r\n+CGREG: 1\r\n+CEREG: 2,1,\"1F00\",\"79D903\",7\r\n\r\nOK\r\n")
     assert urcs(events) == ["+CGREG: 1"]
@@ -302,31 +308,61 @@ def test_own_prefix_is_a_response_line_other_prefixes_are_urcs() -> None:
 
 
 def test_cpin_answer_is_a_response_line_while_cpin_is_pending() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     r = only(send(engine, "AT+CPIN?", b"\r\n+CPIN: READY\r\n\r\nOK\r\n"))
     assert r.lines == ("+CPIN: READY",)
 
 
 def test_urc_between_echo_and_final() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     events = send(engine, "AT+CFUN=1,1", b"AT+CFUN=1,1\r\r\nOK\r\n\r\nRDY\r\n")
     assert events == [Response("AT+CFUN=1,1", (), Final("OK", "ok", None, None)), Urc("RDY")]
 
 
 def test_word_prefix_does_not_match_longer_words() -> None:
-    assert is_urc_line("RING")
-    assert not is_urc_line("RINGTONE: 3")
-    assert is_urc_line("+SIM: Removed")
-    assert not is_urc_line("+CEREG: 1", own=frozenset({"+CEREG"}))
+    assert URCS.is_urc("RING")
+    assert not URCS.is_urc("RINGTONE: 3")
+    assert URCS.is_urc("+SIM: Removed")
+    assert not URCS.is_urc("+CEREG: 1", own=frozenset({"+CEREG"}))
 
 
 def test_custom_urc_prefixes() -> None:
-    engine = AtEngine(urc_prefixes=["+FOO:"])
+    engine = AtEngine(UrcTable([UrcRule("+FOO:", "unknown")]))
     events = send(engine, "AT+X", b"\r\n+FOO: 1\r\n+CREG: 1\r\nOK\r\n")
     assert urcs(events) == ["+FOO: 1"]
     assert responses(events)[0].lines == ("+CREG: 1",)
     with pytest.raises(ValueError):
-        AtEngine(urc_prefixes=[""])
+        UrcRule("", "unknown")
+    with pytest.raises(ValueError):
+        UrcRule("+FOO:", "no such kind")
+
+
+def test_urcs_come_out_classified_once_with_their_parsed_value() -> None:
+    engine = AtEngine(get_profile("ec25").urcs)
+    events = engine.feed(b'\r\n+CEREG: 1,"1A2B","01234567",7\r\n+CPIN: READY\r\nRDY\r\nhello\r\n')
+    kinds = [(e.kind, e.value) for e in events if isinstance(e, Urc)]
+    assert kinds == [
+        ("registration", Registration("CEREG", "home", "lte", 0x1A2B, 0x1234567, act=7,
+                                      is_urc=True)),
+        ("cpin", "ready"), ("boot", None), ("unknown", None)]
+
+
+def test_the_table_decides_what_a_boot_is_and_can_be_swapped() -> None:
+    engine = AtEngine()  # 27.007 only: no vendor banner is known
+    assert engine.urcs is BASIC_URCS
+    engine.command("AT+CSQ")
+    engine.abandon()
+    [rdy] = engine.feed(b"\r\nRDY\r\n")
+    assert isinstance(rdy, Noise)  # unknown text while an orphan is expected
+    assert engine.orphan == "AT+CSQ"
+    engine.use_urcs(get_profile("me909s").urcs)
+    [banner] = engine.feed(b"\r\n^SYSSTART\r\n")
+    assert isinstance(banner, Urc) and banner.kind == "boot"
+    assert engine.orphan is None
+
+
+def test_urc_equality_is_by_line() -> None:
+    assert Urc("RDY") == Urc("RDY", "boot") == ANY_URCS.classify(" RDY ")
 
 
 def test_default_prefixes_cover_the_brief() -> None:
@@ -335,7 +371,7 @@ def test_default_prefixes_cover_the_brief() -> None:
             "^SYSSTART", "^SIMST:", "^MODE:", "^RSSI:", "^HCSQ:", "^SRVST:", "+XCESQI:",
             "+CIEV:", "+CTZV:", "+CTZE:", "+NITZ", "+QSIMSTAT:", "+STKPCI:", "+CRING:", "RING",
             "+CMTI:", "+CDSI:"]
-    assert set(must) <= set(DEFAULT_URC_PREFIXES)
+    assert set(must) <= set(URCS.prefixes)
 
 
 # --------------------------------------------------------------------------
@@ -343,7 +379,7 @@ def test_default_prefixes_cover_the_brief() -> None:
 
 
 def test_abandon_forgets_the_command_and_late_final_is_noise() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.command("AT+COPS?")
     assert engine.feed(b"\r\n+COPS: 0,0,\"X\"\r\n") == []
     engine.abandon()
@@ -356,7 +392,7 @@ def test_abandon_forgets_the_command_and_late_final_is_noise() -> None:
 
 
 def test_late_final_is_not_credited_to_the_next_command() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.command("AT+COPS?")
     engine.abandon()
     engine.command("AT+CSQ")
@@ -369,7 +405,7 @@ def test_late_final_is_not_credited_to_the_next_command() -> None:
 
 
 def test_late_error_final_is_swallowed_too() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.command("AT+COPS=0")
     engine.abandon()
     engine.command("AT")
@@ -379,7 +415,7 @@ def test_late_error_final_is_swallowed_too() -> None:
 
 
 def test_our_echo_ends_the_orphan_window() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.command("AT+COPS?")
     engine.abandon()
     engine.command("AT+CSQ")
@@ -392,7 +428,7 @@ def test_our_echo_ends_the_orphan_window() -> None:
 def test_a_lost_final_costs_one_timeout_not_all_later_replies() -> None:
     # The abandoned command never answers; the next command's final is taken
     # for the orphan's, so it times out too -- but the one after that works.
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.command("AT+A")
     engine.abandon()
     events = send(engine, "AT+B", b"\r\nOK\r\n")
@@ -404,7 +440,7 @@ def test_a_lost_final_costs_one_timeout_not_all_later_replies() -> None:
 
 
 def test_boot_urc_clears_the_orphan() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.command("AT+CSQ")
     engine.abandon()
     assert engine.feed(b"\r\nRDY\r\n") == [Urc("RDY")]
@@ -413,7 +449,7 @@ def test_boot_urc_clears_the_orphan() -> None:
 
 
 def test_urcs_still_flow_during_the_orphan_window() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.command("AT+CSQ")
     engine.abandon()
     events = engine.feed(b"\r\n+CEREG: 1\r\nlate line\r\n")
@@ -422,13 +458,13 @@ def test_urcs_still_flow_during_the_orphan_window() -> None:
 
 
 def test_abandon_without_pending_is_a_no_op() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.abandon()
     assert engine.pending is None and engine.orphan is None
 
 
 def test_reset_drops_everything() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.command("AT+CSQ")
     engine.feed(b"\r\n+CSQ: 1")
     engine.abandon()
@@ -443,7 +479,7 @@ def test_reset_drops_everything() -> None:
 
 
 def test_garbage_bytes_are_noise_and_response_survives() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.command("AT+CSQ")
     events = engine.feed(b"\x00\xff\xfe\r\n+CSQ: 18,99\r\n\x00\r\nOK\r\n")
     assert responses(events) == [CSQ_RESPONSE]
@@ -452,13 +488,13 @@ def test_garbage_bytes_are_noise_and_response_survives() -> None:
 
 
 def test_garbage_inside_a_line_is_removed() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     events = engine.feed(b"\x00\x00R\x01DY\r\n")
     assert events == [Noise(b"\x00\x00\x01"), Urc("RDY")]
 
 
 def test_partial_garbage_before_a_command_is_not_part_of_its_reply() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     assert engine.feed(b"\xff\xfegarbage") == []
     engine.command("AT+CSQ")
     events = engine.feed(CSQ_REPLY)
@@ -467,7 +503,7 @@ def test_partial_garbage_before_a_command_is_not_part_of_its_reply() -> None:
 
 
 def test_partial_urc_at_command_time_stays_a_urc() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.feed(b"\r\n+CEREG: 1")
     engine.command("AT+CEREG?")
     events = engine.feed(b"\r\n\r\n+CEREG: 2,1\r\n\r\nOK\r\n")
@@ -476,7 +512,7 @@ def test_partial_urc_at_command_time_stays_a_urc() -> None:
 
 
 def test_runaway_line_is_dropped_as_noise() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.command("AT+CSQ")
     events = engine.feed(b"x" * (MAX_LINE + 10))
     assert events == [Noise(b"x" * (MAX_LINE + 10))]
@@ -484,14 +520,14 @@ def test_runaway_line_is_dropped_as_noise() -> None:
 
 
 def test_non_utf8_line_keeps_its_ascii() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     events = send(engine, "AT+COPS?", b"\r\n+COPS: 0,0,\"Caf\xe9\"\r\nOK\r\n")
     assert events == [Noise(b"\xe9"), Response("AT+COPS?", ('+COPS: 0,0,"Caf"',),
                                                 Final("OK", "ok", None, None))]
 
 
 def test_utf8_text_is_kept() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     r = only(send(engine, "AT+COPS?", "\r\n+COPS: 0,0,\"Café\"\r\nOK\r\n".encode()))
     assert r.lines == ('+COPS: 0,0,"Café"',)
 
@@ -505,7 +541,7 @@ def test_utf8_text_is_kept() -> None:
 @given(st.binary(max_size=400), st.lists(st.integers(0, 400), max_size=8))
 def test_feed_never_raises_and_a_clean_command_still_completes(data: bytes,
                                                                cuts: list[int]) -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     for event in run(engine, data, sorted(c for c in cuts if c <= len(data))):
         assert isinstance(event, Response | Urc | Noise | Overflow)
     assert engine.pending is None
@@ -517,7 +553,7 @@ def test_feed_never_raises_and_a_clean_command_still_completes(data: bytes,
 @settings(max_examples=examples(800), deadline=None)
 @given(st.binary(max_size=400))
 def test_garbage_while_pending_never_raises_and_reset_recovers(data: bytes) -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.command("AT+CSQ")
     for event in engine.feed(data):
         assert isinstance(event, Response | Urc | Noise | Overflow)
@@ -539,7 +575,7 @@ def test_events_do_not_depend_on_how_reads_are_split(lines: list[tuple[bytes, by
                                                      data: st.DataObject) -> None:
     stream = b"".join(a + b for a, b in lines)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
-    whole, split = AtEngine(), AtEngine()
+    whole, split = AtEngine(URCS), AtEngine(URCS)
     whole.command("AT+CSQ")
     split.command("AT+CSQ")
     assert run(whole, stream) == run(split, stream, cuts)
@@ -550,7 +586,7 @@ def test_events_do_not_depend_on_how_reads_are_split(lines: list[tuple[bytes, by
 @settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.tuples(LINES, EOLS), max_size=12))
 def test_every_command_gets_at_most_one_response(lines: list[tuple[bytes, bytes]]) -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.command("AT+CSQ")
     events = engine.feed(b"".join(a + b for a, b in lines))
     assert len(responses(events)) <= 1
@@ -600,7 +636,7 @@ def test_overflowed_command_stays_orphaned_until_the_next_echo() -> None:
 
 
 def test_a_long_real_reply_fits_the_caps() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.command("AT+CLAC")
     body = b"".join(b"AT+CMD%d\r\n" % i for i in range(500))
     r = only(responses(engine.feed(body + b"OK\r\n")))
@@ -615,7 +651,7 @@ def test_200_mb_without_a_final_code_holds_bounded_memory() -> None:
     line = b"G" * 4000 + b"\r\n"
     chunk = line * 64                       # 256 KB per read
     total = 200 * 1024 * 1024
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.command("AT+CSQ")
     overflows = 0
     held_max = 0
@@ -639,7 +675,7 @@ def test_200_mb_without_a_final_code_holds_bounded_memory() -> None:
 
 
 def test_gap_discards_the_partial_line_on_both_sides() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.command("AT+CSQ")
     first = engine.feed(b"\r\n+CSQ: 1")
     engine.gap()
@@ -650,7 +686,7 @@ def test_gap_discards_the_partial_line_on_both_sides() -> None:
 
 
 def test_gap_without_a_line_break_yet_keeps_skipping() -> None:
-    engine = AtEngine()
+    engine = AtEngine(URCS)
     engine.gap()
     assert engine.feed(b"half a line") == [Noise(b"half a line")]
     assert engine.feed(b" still\r\nRDY\r\n") == [Noise(b" still"), Urc("RDY")]

@@ -11,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from remsim_supervisor import config as c
-from remsim_supervisor.config import uci
-from remsim_supervisor.config import ConfigError, GpioSpec, Problem
+from remsim_supervisor.config import ConfigError, GpioSpec, Problem, uci
 from tests.fuzzing import examples
 from tests.paths import DATA
 
@@ -244,7 +243,8 @@ def test_unknown_section_type_suggests_the_closest() -> None:
 
 
 def test_unknown_option_suggests_the_closest_or_lists_them() -> None:
-    text = BASE.replace("option usb_path '1-1'", "option usbpath '1-1'\n\toption usb_id '1234:abcd'")
+    text = BASE.replace("option usb_path '1-1'",
+                        "option usbpath '1-1'\n\toption usb_id '1234:abcd'")
     assert only_problem(text) == f"{PATH}:6: modem1.usbpath: unknown option: did you mean " \
                                  "'usb_path'?"
     message = only_problem(BASE + "config escalation\n\toption qqq '1'\n")
@@ -800,7 +800,7 @@ def test_parse_config_raises_only_config_error(text: str, environ: dict[str, str
         assert all("\n" not in str(p) and "\r" not in str(p) for p in e.problems)
 
 
-OPTION_NAMES = sorted({name for options in c._SECTIONS.values() for name in options}
+OPTION_NAMES = sorted({name for options in c.SECTIONS.values() for name in options}
                       | {"usbpath", "tabel"})
 VALUES = st.sampled_from([
     "", "0", "1", "-1", "60", "240", "300", "32766", "1-1", "1-1.2", "2c7c:0125", "auto",

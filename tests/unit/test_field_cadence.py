@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from remsim_supervisor.config import ConfigError, parse_config
 from remsim_supervisor.core import cadence
 from remsim_supervisor.core.cadence import (
     RELEARN_S,
@@ -18,7 +19,6 @@ from remsim_supervisor.core.cadence import (
     schedule_fault,
     server_trouble,
 )
-from remsim_supervisor.config import ConfigError, parse_config
 
 # --- the interval --------------------------------------------------------------------------------
 

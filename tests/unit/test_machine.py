@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from remsim_supervisor.core import machine as m
+from remsim_supervisor.core.parse.registration import parse_registration
 
 
 def run(*events: m.Event, facts: m.ModemFacts | None = None) -> tuple[m.ModemFacts, list[m.Action]]:
@@ -15,7 +16,8 @@ def run(*events: m.Event, facts: m.ModemFacts | None = None) -> tuple[m.ModemFac
 
 
 HOME_LTE = m.RegistrationReport(m.Registration("CEREG", "home", "lte", 0x1A2B, 0x1234567))
-PROBED = (m.PortOpened("/dev/ttyUSB2"), m.Identified("ec25", "Quectel", "EC25", "R06", "123456789012345"))
+PROBED = (m.PortOpened("/dev/ttyUSB2"),
+          m.Identified("ec25", "Quectel", "EC25", "R06", "123456789012345"))
 
 
 def logs(actions: list[m.Action]) -> list[str]:
@@ -39,7 +41,7 @@ def test_sim_ready_asks_for_a_registration_refresh() -> None:
 
 
 def test_missing_sim_and_locked_sim() -> None:
-    f, actions = run(*PROBED, m.SimState("not_inserted"))
+    f, _ = run(*PROBED, m.SimState("not_inserted"))
     assert f.state == "sim_wait"
     assert f.reason == "SIM not inserted"
     f, _ = run(*PROBED, m.SimState("sim_pin"))
@@ -95,7 +97,7 @@ def test_three_timeouts_in_a_row_mean_failed_and_an_answer_heals() -> None:
     f, _ = run(*PROBED, m.SimState("ready"), HOME_LTE,
                m.TimedOut("AT+CSQ"), m.TimedOut("AT+CSQ"))
     assert f.state == "registered"
-    f, actions = run(m.TimedOut("AT+CSQ"), facts=f)
+    f, _ = run(m.TimedOut("AT+CSQ"), facts=f)
     assert f.state == "failed"
     assert "3 commands in a row" in f.reason
     f, _ = run(m.Answered(), facts=f)
@@ -155,4 +157,13 @@ def test_every_state_is_reachable() -> None:
 def test_an_absent_modem_keeps_its_identity_for_status() -> None:
     f, _ = run(*PROBED, m.SimState("ready"), HOME_LTE, m.PortLost("hang-up"),
                m.NotFound("no modem at USB path 1-2"))
-    assert (f.state, f.profile, f.model_name, f.imei) == ("absent", "ec25", "EC25", "123456789012345")
+    assert (f.state, f.profile, f.model_name, f.imei) == (
+        "absent", "ec25", "EC25", "123456789012345")
+
+
+def test_one_registration_type_from_parser_to_status() -> None:
+    reg = parse_registration('+CEREG: 1,"1A2B","01234567",7', unsolicited=True)
+    assert isinstance(reg, m.Registration)
+    f, _ = run(*PROBED, m.SimState("ready"), m.RegistrationReport(reg))
+    assert f.best_registration is reg
+    assert (f.state, f.registration_state, f.access_tech) == ("registered", "home", "lte")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from remsim_supervisor.core import paths as ps
 
 
-def paths(iot_up: bool = True, primary_up: bool = True, iot_addr: bool = True) -> dict[str, ps.PathFacts]:
+def paths(iot_up: bool = True, primary_up: bool = True,
+          iot_addr: bool = True) -> dict[str, ps.PathFacts]:
     return {
         "modem1": ps.PathFacts("modem1", "primary", "wwan0", up=primary_up, has_address=True),
         "modem2": ps.PathFacts("modem2", "iot", "wwan1", up=iot_up, has_address=iot_addr),

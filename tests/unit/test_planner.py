@@ -12,14 +12,13 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from remsim_supervisor.core.costs import FALLBACK_MODEL, CostModel
 from remsim_supervisor.core.planner import (
-    DEFAULT_COSTS,
     HOUR_S,
     RETRY_BASE_S,
     RETRY_MAX_S,
     RUNGS,
     Attempt,
-    CostModel,
     ModemHealth,
     Rung,
     Step,
@@ -28,9 +27,17 @@ from remsim_supervisor.core.planner import (
     plan,
     retry_gap,
 )
+from remsim_supervisor.vendors import MODEL_KEYS, PROFILES, RUNG_COSTS
+
+# The per-model defaults come from the vendor profiles.
+DEFAULT_COSTS = RUNG_COSTS
+
+
+def costs_model(**kwargs: object) -> CostModel:
+    return CostModel(defaults=RUNG_COSTS, **kwargs)  # type: ignore[arg-type]
 
 ALL = frozenset({"interface", "usb", "reset_gpio", "power_gpio"})
-RESETS = {r.name for r in default_ladder("ec25") if r.resets_modem}
+RESETS = {r.name for r in default_ladder(RUNG_COSTS["ec25"]) if r.resets_modem}
 GRACE, MARGIN = 300.0, 30.0
 
 
@@ -49,7 +56,7 @@ def decide(now: float, modems: Sequence[ModemHealth], history: Sequence[Attempt]
            last_ack: float = 0.0, cap: int = 6, costs: CostModel | None = None,
            path: str | None = None, ladder: Sequence[Rung] | None = None
            ) -> Step | Wait | None:
-    return plan(now, last_ack, GRACE, MARGIN, modems, history, costs=costs or CostModel(),
+    return plan(now, last_ack, GRACE, MARGIN, modems, history, costs=costs or costs_model(),
                 max_resets_per_hour=cap, ladder=ladder, path=path)
 
 
@@ -60,11 +67,11 @@ def failed(modem_name: str, rung: str, started: float, ended: float) -> Attempt:
 # --- the ladder and its costs ------------------------------------------------------------------
 
 def test_default_ladder_is_the_seven_rungs_cheapest_first() -> None:
-    ladder = default_ladder("EC25")
+    ladder = default_ladder(costs_model().row("EC25"))
     assert tuple(r.name for r in ladder) == RUNGS == (
         "reroute", "ifup", "radio_cycle", "soft_reset", "usb_reauth", "gpio_reset",
         "power_cycle")
-    assert RESETS == {"soft_reset", "usb_reauth", "gpio_reset", "power_cycle"}
+    assert {"soft_reset", "usb_reauth", "gpio_reset", "power_cycle"} == RESETS
     assert {r.name: r.requires for r in ladder} == {
         "reroute": "peer", "ifup": "interface", "radio_cycle": "at", "soft_reset": "at",
         "usb_reauth": "usb", "gpio_reset": "reset_gpio", "power_cycle": "power_gpio"}
@@ -76,18 +83,20 @@ def test_default_ladder_is_the_seven_rungs_cheapest_first() -> None:
 
 
 def test_unknown_and_unidentified_models_get_the_conservative_generic_costs() -> None:
-    assert default_ladder("auto") == default_ladder("generic") == default_ladder("nokia")
-    assert CostModel().expected("auto", "soft_reset") == 120.0
+    model = costs_model()
+    assert FALLBACK_MODEL == "generic"
+    assert model.row("auto") == model.row("generic") == model.row("nokia") == RUNG_COSTS["generic"]
+    assert costs_model().expected("auto", "soft_reset") == 120.0
 
 
 def test_fm350_and_l850_recover_faster_than_ec25_per_modems_md() -> None:
-    costs = CostModel()
+    costs = costs_model()
     assert costs.expected("fm350gl", "soft_reset") < costs.expected("ec25", "soft_reset")
     assert costs.expected("l850gl", "soft_reset") < costs.expected("ec25", "soft_reset")
 
 
 def test_overrides_replace_defaults_model_specific_first() -> None:
-    costs = CostModel(overrides={("*", "ifup"): 12.0, ("ec25", "ifup"): 8.0,
+    costs = costs_model(overrides={("*", "ifup"): 12.0, ("ec25", "ifup"): 8.0,
                                  ("EC25", "soft_reset"): 90.0})
     assert costs.expected("ec25", "ifup") == 8.0
     assert costs.expected("fm350gl", "ifup") == 12.0
@@ -96,11 +105,11 @@ def test_overrides_replace_defaults_model_specific_first() -> None:
     with pytest.raises(KeyError):
         costs.expected("ec25", "my_rung")
     with pytest.raises(ValueError):
-        CostModel(overrides={("ec25", "ifup"): -1.0})
+        costs_model(overrides={("ec25", "ifup"): -1.0})
 
 
 def test_observed_recoveries_move_the_estimate_within_bounds() -> None:
-    base = CostModel()
+    base = costs_model()
     once = base.observe("ec25", "soft_reset", 40.0)
     assert base.expected("ec25", "soft_reset") == 120.0  # immutable update
     assert once.expected("ec25", "soft_reset") == pytest.approx(120.0 + 0.3 * (40.0 - 120.0))
@@ -189,7 +198,7 @@ def test_noticed_at_once_the_same_modem_starts_at_the_bottom() -> None:
     assert isinstance(step, Step) and step.rung == "ifup"
 
 
-REPAIRS = [r for r in default_ladder("ec25") if r.name != "reroute"]
+REPAIRS = [r for r in default_ladder(RUNG_COSTS["ec25"]) if r.name != "reroute"]
 # What is chosen instead when a rung misses by half a second (all rungs below
 # it failed once, at 0-1 s): the next untried rung that fits, else a retry of
 # a cheaper one whose spacing has passed, else a best-effort try.
@@ -253,7 +262,7 @@ def test_both_failing_get_steps_on_both_cheapest_first() -> None:
 
 
 def test_both_failing_the_primary_wins_ties() -> None:
-    no_reroute = [r for r in default_ladder("ec25") if r.name != "reroute"]
+    no_reroute = [r for r in default_ladder(RUNG_COSTS["ec25"]) if r.name != "reroute"]
     step = decide(10.0, [IOT_DOWN, PRIMARY_DOWN], ladder=no_reroute)
     assert isinstance(step, Step) and step.modem == "modem1"
 
@@ -321,13 +330,13 @@ def test_observed_durations_change_later_plans() -> None:
     now = 170.0  # 100 s to finish in: a 120 s EC25 soft reset does not fit
     before = decide(now, [IOT_DOWN], history)
     assert isinstance(before, Step) and before.rung == "usb_reauth"
-    costs = CostModel()
+    costs = costs_model()
     for _ in range(3):  # this site's EC25s come back from a soft reset in 40 s
         costs = costs.observe("ec25", "soft_reset", 40.0)
     after = decide(now, [IOT_DOWN], history, costs=costs)
     assert isinstance(after, Step) and after.rung == "soft_reset"
     assert after.expected_s == pytest.approx(costs.expected("ec25", "soft_reset"))
-    slow = CostModel()
+    slow = costs_model()
     for _ in range(10):  # and USB re-authorisation turned out slow
         slow = slow.observe("ec25", "usb_reauth", 110.0)
     late = decide(now, [IOT_DOWN], history, costs=slow)
@@ -359,7 +368,7 @@ class Sim:
         history: list[Attempt] = self.history if self.history is not None else []
         running: dict[int, float] = {}
         now = 0.0
-        costs = CostModel()
+        costs = costs_model()
         while now < until:
             carrier = self.modems.get(self.path)
             if self.acks_via_healthy_path and carrier is not None and carrier.heartbeat_ok:
@@ -504,7 +513,7 @@ def situations(draw: st.DrawFn) -> Situation:
 def test_invariants_of_a_single_decision(s: Situation) -> None:
     now, last_ack, grace, margin = s.now, s.last_ack, s.grace, s.margin
     modems, history, cap, path = s.modems, s.history, s.cap, s.path
-    result = plan(now, last_ack, grace, margin, modems, history, costs=CostModel(),
+    result = plan(now, last_ack, grace, margin, modems, history, costs=costs_model(),
                   max_resets_per_hour=cap, path=path)
     by_name = {m.name: m for m in modems}
     if path is not None:
@@ -533,7 +542,7 @@ def test_invariants_of_a_single_decision(s: Situation) -> None:
     assert not target.heartbeat_ok  # a modem that carries the heartbeat is left alone
     assert not any(a.modem == target.name and a.ended is None and a.rung != "reroute"
                    for a in history)
-    rung = next(r for r in default_ladder(target.model) if r.name == result.rung)
+    rung = next(r for r in default_ladder(costs_model().row(target.model)) if r.name == result.rung)
     have = set(target.capabilities) | ({"at"} if target.at_responsive else set())
     assert rung.requires in have
     if rung.resets_modem:
@@ -566,9 +575,8 @@ def test_invariant_no_sliding_hour_exceeds_the_cap(cap: int, seed: random.Random
 def test_default_costs_agree_with_the_vendor_profiles() -> None:
     # The vendor modules hold the same figures as timings; a change there
     # that makes a default cost optimistic must show up here.
-    vendors = pytest.importorskip("remsim_supervisor.vendors")
-    assert set(DEFAULT_COSTS) == set(vendors.PROFILES)
-    for key, profile in vendors.PROFILES.items():
+    assert set(DEFAULT_COSTS) == set(PROFILES) == set(MODEL_KEYS)
+    for key, profile in PROFILES.items():
         timings, costs = profile.timings, DEFAULT_COSTS[key]
         assert costs["soft_reset"] >= timings.ready_s, key
         assert costs["radio_cycle"] >= 2 * timings.radio_cycle_s, key

@@ -16,25 +16,24 @@ import json
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.paths import SHARED
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from remsim_supervisor.config import ModemConfig
-from remsim_supervisor.supervisor.simswitch import (
+from remsim_supervisor.core.simplan import (
     KNOWN_CAUSES,
     MAX_BATCH_SETTLES,
     Event,
     Memory,
-    SimSwitcher,
-    hold_local,
     parse_hostport,
     plan,
 )
+from remsim_supervisor.supervisor.lines import hold_local
+from remsim_supervisor.supervisor.simswitch import SimSwitcher
+from tests.paths import SHARED
 
 SPEC = SHARED / "spec" / "remsim-events.json"
 FIXTURES: dict[str, Any] = json.loads(SPEC.read_text())
@@ -169,7 +168,7 @@ def shuffled_arrivals(rng: random.Random, n: int, spread: float) -> list[float]:
     return [rng.uniform(0.0, spread) for _ in range(n)]
 
 
-# --- the sequences in every order ------------------------------------------------------------------
+# --- the sequences in every order -----------------------------------------------------------------
 
 def check_transition(modem: Modem, n: int, remote: bool) -> None:
     """After the n-th transition: the line on ``remote``, n resets, each after its switch."""
@@ -189,7 +188,8 @@ def test_every_order_of_enter_then_leave_gives_one_switch_and_one_reset_each(
         harness = Harness(remote=False)
 
         async def scenario(h: Harness, enter_order: Sequence[int] = enter_order,
-                           leave_order: Sequence[int] = leave_orders[n % len(leave_orders)]) -> None:
+                           leave_order: Sequence[int] = leave_orders[n % len(leave_orders)],
+                           ) -> None:
             # Arrival gaps stay inside the settle window, in the given order.
             gaps = sorted(rng.uniform(0.0, 0.9 * SETTLE) for _ in ENTER)
             arrivals = [0.0] * len(ENTER)
@@ -204,7 +204,8 @@ def test_every_order_of_enter_then_leave_gives_one_switch_and_one_reset_each(
             await h.settle()
             check_transition(h.modem, 2, False)
             kinds = [(kind, hostport) for _, kind, hostport in h.modem.pins]
-            assert sorted(kinds) == [("bankd", "203.0.113.30:9999"), ("server", "203.0.113.20:9998")]
+            assert sorted(kinds) == [("bankd", "203.0.113.30:9999"),
+                                     ("server", "203.0.113.20:9998")]
 
         harness.run(scenario)
 
@@ -350,7 +351,7 @@ def test_failures_of_the_callbacks_do_not_end_the_consumer() -> None:
     Harness(remote=False).run(scenario)
 
 
-# --- submit and status -----------------------------------------------------------------------------
+# --- submit and status ----------------------------------------------------------------------------
 
 def test_submit_returns_at_once_even_while_a_reset_hangs() -> None:
     async def scenario(h: Harness) -> None:
@@ -396,7 +397,7 @@ def test_status_shows_the_selection_pins_and_transitions() -> None:
     Harness(remote=False).run(scenario)
 
 
-# --- pins ----------------------------------------------------------------------------------------------
+# --- pins -----------------------------------------------------------------------------------------
 
 BANKD = {"cause": "event-config-bankd", "env": {}}
 
@@ -484,7 +485,7 @@ def test_parse_hostport_takes_any_text_as_data(value: str) -> None:
         assert not set(host) & set(" \t\n;&|`$()<>'\"\\*?![]{}")
 
 
-# --- the pure rule -----------------------------------------------------------------------------------
+# --- the pure rule --------------------------------------------------------------------------------
 
 def test_plan_ignores_a_reset_request_older_than_the_last_reset() -> None:
     memory = Memory(last_reset_at=10.0, applied_order=(5, 50))
@@ -494,7 +495,7 @@ def test_plan_ignores_a_reset_request_older_than_the_last_reset() -> None:
     assert plan([new], True, memory).reset and not plan([new], True, memory).switch
 
 
-# --- the IoT modem ---------------------------------------------------------------------------------
+# --- the IoT modem --------------------------------------------------------------------------------
 
 @dataclass
 class FakeLine:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -217,7 +215,7 @@ def test_invalid_type_and_package() -> None:
     assert "invalid section type" in problems[2].message
 
 
-# --- where libuci's in-place parsing shows (tests/packaging/test_uci_libuci.py holds the two equal) -----
+# --- where libuci's in-place parsing shows (tests/packaging/test_uci_libuci.py holds the two equal)
 
 def test_an_empty_option_leaves_an_earlier_value_alone() -> None:
     # libuci sets nothing for an empty option while reading a file

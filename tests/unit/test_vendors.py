@@ -9,8 +9,12 @@ from typing import Any
 
 import pytest
 
+from remsim_supervisor.core.planner import RUNGS
 from remsim_supervisor.vendors import (
+    MODEL_KEYS,
     PROFILES,
+    RUNG_COSTS,
+    choose_profile,
     get_profile,
     identify,
     known_pci_ids,
@@ -18,7 +22,6 @@ from remsim_supervisor.vendors import (
     profile_for_usb_id,
 )
 from remsim_supervisor.vendors.base import (
-    GENERIC,
     ROLE_AT,
     ROLE_AT_SECONDARY,
     Composition,
@@ -26,6 +29,7 @@ from remsim_supervisor.vendors.base import (
     Timings,
     serial_port,
 )
+from remsim_supervisor.vendors.generic import GENERIC
 
 ALL_IDS = [
     (0x2C7C, 0x0125, "ec25"),
@@ -223,7 +227,8 @@ def test_every_profile_speaks_3gpp_basics(profile: ModemProfile) -> None:
     }
     assert profile.identity_commands["imei"] == "AT+CGSN"
     assert profile.registration_commands[-3:] == ("AT+CEREG?", "AT+CGREG?", "AT+CREG?")
-    assert "+CPIN: READY" in profile.boot_urcs
+    ready = profile.urcs.classify("+CPIN: READY")
+    assert (ready.kind, ready.value) == ("cpin", "ready")  # unsolicited: a restart when ready
     assert (profile.radio_off, profile.radio_on) == ("AT+CFUN=0", "AT+CFUN=1")
     assert profile.sim_command == "AT+CPIN?"
 
@@ -238,17 +243,17 @@ def test_only_the_5g_part_asks_for_5g_registration() -> None:
 def test_vendor_specific_commands() -> None:
     ec25, fm350, l850 = get_profile("ec25"), get_profile("fm350gl"), get_profile("l850gl")
     huawei, sierra = get_profile("me909s"), get_profile("mc7455")
-    assert ec25.power_off == "AT+QPOWD=1"
-    assert "POWERED DOWN" in ec25.shutdown_urcs
-    assert "RDY" in ec25.boot_urcs
+    assert ec25.urcs.classify("POWERED DOWN").kind == "powered_down"
+    assert ec25.urcs.classify("RDY").kind == "boot"
+    assert huawei.urcs.classify("^SYSSTART").kind == "boot"
     assert ec25.identity_commands["iccid"] == "AT+QCCID"
-    assert ec25.serving_cell_command == 'AT+QENG="servingcell"'
-    assert fm350.data_state_command == "AT+GTRNDIS?"
+    assert fm350.urcs.classify("+GTSIMINS: 1").kind == "sim"
     assert l850.identity_commands["iccid"] == "AT+CCID"
-    assert huawei.system_info_command == "AT^SYSINFOEX"
+    assert l850.urcs.classify("+XCESQI: 99,99,255,255,20,40,10").kind == "signal"
     assert huawei.identity_commands["iccid"] == "AT^ICCID?"
     assert sierra.identity_commands["iccid"] == "AT!ICCID?"
-    assert all(p.power_off is None for p in (fm350, l850, huawei, sierra))
+    # A vendor's banner means nothing from another vendor's modem.
+    assert all(p.urcs.classify("RDY").kind == "unknown" for p in (fm350, l850, huawei, sierra))
 
 
 # --- timings ------------------------------------------------------------------------
@@ -260,12 +265,9 @@ def test_timings_from_modems_md() -> None:
     assert ec25.reboot_to_usb_s == 12.0
     assert ec25.ready_s == 120.0
     assert ec25.reset_pulse_ms == 300
-    assert ec25.power_key_ms == 500
-    assert ec25.power_off_s == 60.0
     fm350 = get_profile("fm350gl").timings
     assert fm350.reset_pulse_ms is None  # unknown: must be configured
     assert fm350.reboot_to_usb_s == 2.0
-    assert fm350.close_stall_s == 30.0
     assert get_profile("l850gl").timings.reboot_to_usb_s == 10.0
     assert all(p.timings.command_timeout_s == 5.0 for p in PROFILES.values())
 
@@ -279,12 +281,14 @@ def test_with_overrides_replaces_timing_and_profile_fields() -> None:
     assert tuned.timings.reboot_to_usb_s == fm350.timings.reboot_to_usb_s
     assert fm350.timings.reset_pulse_ms is None  # the registry's copy is untouched
     assert tuned.key == "fm350gl"
+    # A soft reset is never expected to finish before the modem is ready again.
+    assert tuned.rung_costs["soft_reset"] == 90.0 > fm350.rung_costs["soft_reset"]
 
 
 def test_with_overrides_applies_fields_on_top_of_a_whole_timings() -> None:
-    tuned = GENERIC.with_overrides(timings=Timings(ready_s=10.0), power_key_ms=700)
+    tuned = GENERIC.with_overrides(timings=Timings(ready_s=10.0), reset_pulse_ms=700)
     assert tuned.timings.ready_s == 10.0
-    assert tuned.timings.power_key_ms == 700
+    assert tuned.timings.reset_pulse_ms == 700
 
 
 def test_with_overrides_rejects_unknown_names() -> None:
@@ -439,3 +443,41 @@ def test_with_usb_id_adds_a_configured_id_marked_for_probing() -> None:
     assert (0x2CB7, 0x0A0A) not in l850.usb_ids()  # the registry's copy is untouched
     with pytest.raises(KeyError):
         l850.with_usb_id(0x2CB7, 0x0A0B, like="no such mode")
+
+
+# --- the one model list, rung costs, signal parsers ----------------------------------
+
+
+def test_model_keys_are_the_profile_keys_in_order() -> None:
+    assert MODEL_KEYS == ("ec25", "fm350gl", "l850gl", "mc7455", "me909s", "generic")
+    assert tuple(PROFILES) == MODEL_KEYS
+    assert set(RUNG_COSTS) == set(MODEL_KEYS)
+    for key, costs in RUNG_COSTS.items():
+        assert tuple(costs) == RUNGS, key  # every rung, in the planner's order
+
+
+def test_a_profile_must_cost_every_rung() -> None:
+    with pytest.raises(ValueError, match="rung costs"):
+        dataclasses.replace(GENERIC, rung_costs={"reroute": 10.0})
+
+
+@pytest.mark.parametrize(("key", "command", "answer", "field", "value"), [
+    ("ec25", "AT+QCSQ", ['+QCSQ: "LTE",-60,-87,195,-7'], "rsrp_dbm", -87),
+    ("l850gl", "AT+XCESQ?", ["+XCESQ: 0,99,99,255,255,20,40,10"], "rsrp_dbm", -101.0),
+    ("me909s", "AT^HCSQ?", ['^HCSQ: "LTE",50,40,100,20'], "rsrp_dbm", -100.0),
+    ("generic", "AT+CESQ", ["+CESQ: 99,99,255,255,20,40"], "rsrp_dbm", -101.0),
+    ("mc7455", "AT+CSQ", ["+CSQ: 18,99"], "rssi_dbm", -77),
+])
+def test_each_signal_command_is_read_by_its_own_parser(key: str, command: str, answer: list[str],
+                                                        field: str, value: float) -> None:
+    got = get_profile(key).read_signal(command, answer)
+    assert getattr(got, field) == value
+    assert get_profile(key).read_signal("AT+NOSUCH", answer) is None
+
+
+def test_choose_profile_configured_then_described_then_by_device() -> None:
+    assert choose_profile("me909s", "Quectel EC25").key == "me909s"
+    assert choose_profile("auto", "Quectel EC25").key == "ec25"
+    assert choose_profile("auto", "Acme Turbo", get_profile("mc7455")).key == "mc7455"
+    assert choose_profile("", "Acme Turbo", usb_id=(0x12D1, 0x15C1)).key == "me909s"
+    assert choose_profile("auto", "Acme Turbo").key == "generic"
