@@ -58,8 +58,11 @@ for venv in $venvs; do
 	name=$(basename "$venv")
 	router=0
 	[ "$venv" = "$last" ] && router=1
+	# --tb=native: CPython 3.11.7's AST constructor can fail with a false
+	# "recursion depth mismatch" when pytest parses a test file to draw a
+	# failure, which ends the whole session; Python's own traceback needs no AST.
 	REMSIM_EVENT_ROUNDS=$rounds REMSIM_ROUTER_TESTS=$router "$venv/bin/python" -m pytest \
-		-p no:cacheprovider \
+		-p no:cacheprovider --tb=native \
 		--basetemp="$logdir/tmp-$name" "$@" >"$logdir/$name.log" 2>&1 &
 	pids="$pids $!:$name"
 	jobs=$((jobs + 1))

@@ -26,7 +26,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from remsim_supervisor.adapters.gpio import GpioError, Line, open_line
+from remsim_supervisor.adapters.gpio import GpioError, Line, open_line, settle_levels
 from remsim_supervisor.config import GpioSpec, ModemConfig
 
 if TYPE_CHECKING:
@@ -59,10 +59,8 @@ def hold_local(cfg: ModemConfig, line: Line) -> bool:
     For the IoT modem, at start and after every reset: it only ever runs on
     its own SIM, whatever flipped the line meanwhile.
     """
-    local = sim_level(cfg, remote=False)
-    if line.get() == local:
+    if not settle_levels({"sim": line}, {"sim": sim_level(cfg, remote=False)}):
         return False
-    line.set(local)
     log.warning(
         "%s (%s): SIM line %s was on the remote SIM; back on the local SIM",
         cfg.name,
