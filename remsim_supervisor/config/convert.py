@@ -17,8 +17,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from remsim_supervisor.config.types import GpioSpec, models
-from remsim_supervisor.core.planner import RUNGS
-from remsim_supervisor.core.routes import reserved_priority, reserved_table
 
 
 class Bad(Exception):
@@ -210,6 +208,8 @@ def level(text: str) -> int:
 
 
 def table(text: str) -> int:
+    from remsim_supervisor.core.routes import reserved_table  # only when a file sets one
+
     n = int(integer(1, 4294967295)(text))
     reason = reserved_table(n)
     if reason is not None:
@@ -218,6 +218,8 @@ def table(text: str) -> int:
 
 
 def priority(text: str) -> int:
+    from remsim_supervisor.core.routes import reserved_priority  # only when a file sets one
+
     if re.fullmatch(r"[0-9]+", text) and int(text) in (0, 32766, 32767):
         raise Bad(f"must not be {int(text)}: {reserved_priority(int(text))}")
     n = int(integer(1, 32765)(text))
@@ -232,6 +234,8 @@ MWAN3_MARK_MASK = 0x3F00
 
 def step_cost(text: str) -> tuple[str, str, float]:
     """'RUNG=SECONDS' or 'MODEL:RUNG=SECONDS'."""
+    from remsim_supervisor.core.planner import RUNGS  # only when a file sets one
+
     head, sep, seconds = text.partition("=")
     model, colon, rung = head.rpartition(":")
     model = model.strip().lower() if colon else "*"
