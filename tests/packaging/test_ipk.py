@@ -16,6 +16,7 @@ import ast
 import configparser
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -459,6 +460,21 @@ json.dump(found, sys.stdout)
 """
 
 
+_PARSE = """
+import ast, pickle, sys
+sources = pickle.load(sys.stdin.buffer)
+pickle.dump({p: ast.parse(s, filename=p) for p, s in sources.items()}, sys.stdout.buffer)
+"""
+
+
+def parsed_in_a_fresh_interpreter(sources: dict[str, bytes]) -> dict[str, ast.Module]:
+    """Each source's AST, parsed in a fresh interpreter (see imported_top_modules)."""
+    out = subprocess.run([sys.executable, "-c", _PARSE], input=pickle.dumps(sources),
+                         check=True, capture_output=True, timeout=60)
+    trees: dict[str, ast.Module] = pickle.loads(out.stdout)
+    return trees
+
+
 def imported_top_modules(sources: dict[str, bytes]) -> dict[str, set[str]]:
     """Top-level module -> the shipped files importing it (lazy imports included).
 
@@ -515,9 +531,9 @@ def test_depends_is_exactly_what_the_code_needs(ipk: Ipk) -> None:
 def test_no_shipped_module_reaches_into_what_stays_home(ipk: Ipk) -> None:
     sources = shipped_modules(ipk)
     offenders = []
-    for path, source in sources.items():
+    for path, tree in parsed_in_a_fresh_interpreter(sources).items():
         package_parts = path[len(LIB) + 1:].split("/")[:-1]
-        for node in ast.walk(ast.parse(source, filename=path)):
+        for node in ast.walk(tree):
             if not isinstance(node, (ast.Import, ast.ImportFrom)):
                 continue
             targets: list[str] = []
