@@ -208,9 +208,10 @@ def rtt_ms(netns: str, address: str, port: int) -> float:
 
 
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
-# What the daemon logs on the way, in order: (stage, text in its log line)
+# What the daemon logs on the way: (stage, text in its log line)
 STAGES = (
     ("daemon logs the link down", "link wwan1 down"),
+    ("route written first", "routed via modem1 first"),
     ("daemon decides the move", "heartbeat path modem2 -> modem1"),
     ("daemon's reconcile done", "DEBUG routing: "),
     ("conntrack cut-over done", "tracked connection(s) to the pinned hosts"),
@@ -219,8 +220,9 @@ STAGES = (
 
 
 def stage_times(log: str, since: float) -> dict[str, float]:
-    """Wall time of each stage's log line, in order: each is the first line of its
-    kind at or after the previous stage found (the first: after ``since``)."""
+    """Wall time of each stage's log line: the first line of its kind at or after
+    ``since`` (the stages need not come in the order listed: the heartbeat goes
+    before the reconcile and the cut-over)."""
     lines = []
     for line in log.splitlines():
         m = LOG_TIME.match(line)
@@ -229,14 +231,11 @@ def stage_times(log: str, since: float) -> dict[str, float]:
                 int(m.group(2)) / 1000
             lines.append((at, line))
     out: dict[str, float] = {}
-    start, index = since - 0.001, 0  # log stamps are truncated to the millisecond
+    start = since - 0.001  # log stamps are truncated to the millisecond
     for stage, text in STAGES:
-        for i in range(index, len(lines)):
-            at, line = lines[i]
-            if at >= start and text in line:
-                out[stage] = at
-                start, index = at, i + 1
-                break
+        at = next((at for at, line in lines if at >= start and text in line), None)
+        if at is not None:
+            out[stage] = at
     return out
 
 
@@ -376,7 +375,10 @@ def main() -> int:
                    if "could not flush conntrack" in line]
     cut_over = [line.split(" INFO ", 1)[-1] for line in log.splitlines()
                 if "tracked connection(s) to the pinned hosts" in line]
+    not_routed = [line.split(" ", 3)[-1] for line in log.splitlines()
+                 if "could not route via" in line or "routing failed" in line]
     benchlib.emit("failover", figures, args.json, skipped=skipped, pins=len(pins),
+                  routing_failures=not_routed[-3:], routing_failure_count=len(not_routed),
                   flush_failures=flush_lines[-3:], flush_failure_count=len(flush_lines),
                   cut_over_lines=cut_over[-3:], tracebacks=log.count("Traceback"))
     return 0

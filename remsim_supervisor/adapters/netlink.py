@@ -14,6 +14,13 @@ version. Routing (issue of the heartbeat path) uses pyroute2 in a worker.
 A link is *up* when it is administratively up and its lower layer is up
 (``IFF_UP`` and ``IFF_LOWER_UP``, or ``IFF_RUNNING`` on drivers that do not
 report ``IFF_LOWER_UP``).
+
+Given ``on_address``, the monitor also listens on the IPv4 and IPv6 address
+groups and names the device whose address appeared, changed or went
+(``RTM_NEWADDR``/``RTM_DELADDR``): an IPv6 address arrives after the link
+is up (a router advertisement, DHCPv6), becomes usable when duplicate
+address detection ends, and can expire with its prefix, all without a link
+event.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ log = logging.getLogger(__name__)
 
 NETLINK_ROUTE = 0
 RTMGRP_LINK = 0x1
+RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR = 0x10, 0x100
+RTM_NEWADDR, RTM_DELADDR = 20, 21
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
@@ -38,6 +47,7 @@ IFLA_IFNAME = 3
 
 NLMSGHDR = struct.Struct("=LHHLL")
 IFINFOMSG = struct.Struct("=BxHiII")
+IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, index
 RTATTR = struct.Struct("=HH")
 
 
@@ -75,6 +85,22 @@ def parse_links(data: bytes) -> list[tuple[int, str | None, bool, bool]]:
     return out
 
 
+def parse_addresses(data: bytes) -> list[tuple[int, int, int]]:
+    """Parse rtnetlink address messages: (type, family, interface index) for each."""
+    out: list[tuple[int, int, int]] = []
+    offset = 0
+    while offset + NLMSGHDR.size <= len(data):
+        length, mtype, _flags, _seq, _pid = NLMSGHDR.unpack_from(data, offset)
+        if length < NLMSGHDR.size or offset + length > len(data):
+            break
+        if mtype in (RTM_NEWADDR, RTM_DELADDR) and length >= NLMSGHDR.size + IFADDRMSG.size:
+            family, _plen, _flags, _scope, index = IFADDRMSG.unpack_from(
+                data, offset + NLMSGHDR.size)
+            out.append((mtype, family, index))
+        offset += _align(length)
+    return out
+
+
 class LinkMonitor:
     """Keeps ``name -> up`` for every link and reports changes to a callback.
 
@@ -84,8 +110,10 @@ class LinkMonitor:
     stands, without asking the kernel again.
     """
 
-    def __init__(self, on_change: Callable[[str, bool], None] | None = None) -> None:
+    def __init__(self, on_change: Callable[[str, bool], None] | None = None, *,
+                 on_address: Callable[[str], None] | None = None) -> None:
         self.on_change = on_change
+        self.on_address = on_address  # a device's addresses changed (IPv4 or IPv6)
         self.links: dict[str, bool] = {}
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -103,7 +131,10 @@ class LinkMonitor:
             socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE
         )
         sock.setblocking(False)
-        sock.bind((0, RTMGRP_LINK))
+        groups = RTMGRP_LINK
+        if self.on_address is not None:
+            groups |= RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
+        sock.bind((0, groups))
         self._sock = sock
         self._dump()
         self._loop.add_reader(sock.fileno(), self._readable)
@@ -153,3 +184,14 @@ class LinkMonitor:
                 self.links[name] = up
                 if before != up and self.on_change:
                     self.on_change(name, up)
+            if self.on_address is not None:
+                self._addresses_changed(data)
+
+    def _addresses_changed(self, data: bytes) -> None:
+        assert self.on_address is not None
+        for index in dict.fromkeys(index for _t, _f, index in parse_addresses(data)):
+            try:
+                name = socket.if_indextoname(index)
+            except OSError:
+                continue  # the device went meanwhile: its link event says so
+            self.on_address(name)

@@ -55,6 +55,12 @@ def is_address(text: str) -> bool:
     return True
 
 
+def literal(text: str) -> str:
+    """An address written in a URL or a ``pin`` (``[2001:DB8::1]``), as the kernel lists
+    it (``2001:db8::1``): the pins, their rules and conntrack's entries then compare equal."""
+    return str(ipaddress.ip_address(text.strip("[]")))
+
+
 # -- a minimal DNS client --------------------------------------------------------
 
 
@@ -255,14 +261,14 @@ class Resolver:
 
     def known(self, name: str) -> list[str]:
         if is_address(name):
-            return [name.strip("[]")]
+            return [literal(name)]
         entry = self.entries.get(name)
         return list(entry.addresses) if entry else []
 
     def resolve(self, name: str) -> list[str]:
         """Blocking: the addresses of ``name`` now (run it in a worker thread)."""
         if is_address(name):
-            return [name.strip("[]")]
+            return [literal(name)]
         now = self.clock()
         try:
             addresses = system_resolve(name, self.timeout)

@@ -3,9 +3,9 @@
 Every pinned address (IonMesh, remsim-server, bankd, extra ``pin`` entries)
 gets one rule ``to ADDR/32 lookup TABLE pref PRIORITY`` (``/128`` for IPv6),
 and TABLE holds one default route through the active path: ``via GATEWAY dev
-DEVICE`` (``dev DEVICE`` alone on point-to-point links), for IPv4 and, when
-the path carries IPv6, for IPv6. Moving the path rewrites that one route; the
-rules never change for it. With no path the table is left empty, so pinned
+DEVICE`` (``dev DEVICE`` alone on point-to-point links), one for each IP
+version the path carries (IPv4, IPv6 or both). Moving the path rewrites
+those routes; the rules never change for it. With no path the table is left empty, so pinned
 traffic falls through our rule to the main table (see docs/routing.md).
 
 :class:`Router` is the executor of that reconciliation: it reads what the
@@ -36,7 +36,7 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -71,6 +71,7 @@ DEFAULT_PRIORITY = 90
 _MAIN_TABLE = 254
 _RT_SCOPE_UNIVERSE = 0
 _IFF_UP, _IFF_RUNNING, _IFF_LOWER_UP = 0x1, 0x40, 0x10000
+_IFA_F_UNUSABLE = 0x08 | 0x40  # IFA_F_DADFAILED, IFA_F_TENTATIVE
 # A plan can need a second look (a delete that matched a twin first, a
 # replace that left an older route); more than this means something else is
 # rewriting our table at the same time.
@@ -110,6 +111,8 @@ class PathSpec:
     ``gateway`` None means a point-to-point device: the route is ``dev X``
     only. ``ipv6`` says the path carries IPv6 (then IPv6 pins are routed
     through it too, via ``gateway6`` or, when that is None, ``dev X``);
+    ``ipv4`` False says it carries no IPv4 (an IPv6-only modem: no IPv4
+    route through it, so IPv4 pins take a standby path or the main table).
     :meth:`Router.path_of` fills all of it from the main table.
     """
 
@@ -118,6 +121,12 @@ class PathSpec:
     gateway: str | None
     ipv6: bool = False
     gateway6: str | None = None
+    ipv4: bool = True
+
+    @property
+    def versions(self) -> tuple[int, ...]:
+        """The IP versions the path carries: (4,), (6,) or (4, 6)."""
+        return tuple(v for v, on in ((4, self.ipv4), (6, self.ipv6)) if on)
 
 
 @dataclass(frozen=True)
@@ -133,7 +142,9 @@ class LinkInfo:
     exists: bool
     up: bool = False
     ipv4: tuple[str, ...] = ()
-    ipv6: tuple[str, ...] = ()  # global scope only: link-local addresses carry no path
+    # Global scope only (link-local addresses carry no path), and not while
+    # tentative (duplicate address detection under way) or after DAD failed.
+    ipv6: tuple[str, ...] = ()
 
 
 def _address(text: object, what: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -158,18 +169,22 @@ class Router:
             raise RoutingError(f"firewall mark must be from 1 to 0xffffffff, not {mark!r}")
         self.mark = mark
         self._ipr: Any = None
+        self._owner: threading.Thread | None = None  # the thread that opened _ipr
         self._lock = threading.RLock()
 
     # --- the public operations ---------------------------------------------------------------
 
     def reconcile(self, pins: Iterable[str], path: PathSpec | None,
-                  standby: Iterable[PathSpec] = ()) -> Changes:
+                  standby: Iterable[PathSpec] = (),
+                  current: Callable[[], bool] | None = None) -> Changes:
         """Make the kernel hold exactly one rule per pin and the route of ``path``.
 
         ``standby`` paths get a default route too, each with a higher metric:
         unbound traffic takes ``path``, while a socket bound to a standby
         path's device (SO_BINDTODEVICE: a failback attempt, ``test-heartbeat
-        --via``) finds its own route in the same table.
+        --via``) finds its own route in the same table. ``current``, asked
+        before each change, says whether ``path`` is still the one wanted: once
+        it says no (the path moved meanwhile), nothing more is changed.
         """
         wanted = self._wanted_pins(pins)
         standby = [p for p in standby if path is None or p.device != path.device]
@@ -182,7 +197,7 @@ class Router:
                     routes += self._wanted_routes(extra, offset)
                 desired = Desired(self.table, self.priority, tuple(wanted), tuple(routes),
                                   self.mark)
-                if not self._apply(diff(desired, self._rules(), self._routes())):
+                if not self._apply(diff(desired, self._rules(), self._routes()), current):
                     break
             else:
                 raise RoutingError(f"table {self.table} / pref {self.priority} did not settle "
@@ -237,9 +252,20 @@ class Router:
     def path_of(self, name: str, device: str) -> PathSpec:
         """The path through ``device`` as the main table and its addresses describe it."""
         link = self.link_state(device)
-        return PathSpec(name=name, device=device, gateway=self.gateway_of(device),
+        # An IPv6-only device has no IPv4 path; a device with no address yet is
+        # described as IPv4 (point to point) as before.
+        ipv4 = bool(link.ipv4) or not link.ipv6
+        return PathSpec(name=name, device=device,
+                        gateway=self.gateway_of(device) if ipv4 else None,
                         ipv6=bool(link.ipv6),
-                        gateway6=self.gateway_of(device, socket.AF_INET6) if link.ipv6 else None)
+                        gateway6=self.gateway_of(device, socket.AF_INET6) if link.ipv6 else None,
+                        ipv4=ipv4)
+
+    def routes_of(self, path: PathSpec) -> list[Route]:
+        """The default routes :meth:`reconcile` puts in our table for ``path`` as the
+        active path (device index looked up now): what a move to it writes first."""
+        with self._lock:
+            return self._wanted_routes(path)
 
     def link_state(self, device: str) -> LinkInfo:
         """Whether ``device`` exists, is up with carrier, and its addresses."""
@@ -259,7 +285,9 @@ class Router:
             for msg in self._call(f"read addresses of {device}", ipr.get_addr, index=index):
                 if msg["index"] != index or msg["family"] not in found:
                     continue
-                if msg["family"] == socket.AF_INET6 and msg["scope"] != _RT_SCOPE_UNIVERSE:
+                if msg["family"] == socket.AF_INET6 and (
+                        msg["scope"] != _RT_SCOPE_UNIVERSE
+                        or (msg.get_attr("IFA_FLAGS") or msg["flags"]) & _IFA_F_UNUSABLE):
                     continue
                 address = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
                 if address:
@@ -301,7 +329,7 @@ class Router:
         index = self._index(path.device)
         if index is None:
             raise RoutingError(f"the {path.name} path's device {path.device} does not exist")
-        hops = [(socket.AF_INET, path.gateway, 4)]
+        hops = [(socket.AF_INET, path.gateway, 4)] if path.ipv4 else []
         if path.ipv6:
             hops.append((socket.AF_INET6, path.gateway6, 6))
         routes = []
@@ -315,9 +343,13 @@ class Router:
 
     # --- applying operations -----------------------------------------------------------------
 
-    def _apply(self, operations: list[Operation]) -> bool:
-        """Carry out one round of operations; False when there were none."""
+    def _apply(self, operations: list[Operation],
+               current: Callable[[], bool] | None = None) -> bool:
+        """Carry out one round of operations; False when there were none (or when
+        ``current`` says the state they came from is no longer wanted)."""
         for op in operations:
+            if current is not None and not current():
+                return False
             item = op.item
             if isinstance(item, Route):
                 if op.action == "put":
@@ -380,7 +412,14 @@ class Router:
             else:
                 raise RoutingError("Router must run in a worker thread (asyncio.to_thread): "
                                    "pyroute2 0.9 cannot be called inside a running event loop")
+        if self._ipr is not None and self._owner is not threading.current_thread():
+            # pyroute2 0.9 ties its socket to the thread that opened it: used from
+            # another thread it opens one more and never closes it (a descriptor per
+            # worker thread, thousands a day) and it grows (~70 kB a heartbeat). A
+            # socket per worker thread costs ~5 ms a heartbeat (docs/PERFORMANCE.md).
+            self.close()
         if self._ipr is None:
+            self._owner = threading.current_thread()
             try:
                 from pyroute2 import IPRoute, NetNS
             except ImportError:

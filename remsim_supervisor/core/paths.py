@@ -7,7 +7,10 @@ Rules (PRODUCT.md, "The heartbeat path"):
 
 * The ``iot`` modem is preferred; the ``primary`` modem is the fallback.
 * A path is *usable* when its data device exists, is up with carrier and has
-  an address (its gateway is known, or it is a point-to-point link).
+  an address: IPv4, IPv6 or both (its gateway is known, or it is a point-to-point
+  link). An IPv6-only modem path is as usable as an IPv4 one; which of a pinned
+  host's addresses the heartbeat connects to follows the IP versions the paths
+  carry (:func:`address_for`).
 * The path moves to the other modem at once when the active one becomes
   unusable (link down, address or gateway gone), and when a heartbeat over
   it failed (a silent blackhole: link up, packets dropped) while the other
@@ -23,6 +26,8 @@ Rules (PRODUCT.md, "The heartbeat path"):
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 PREFERRED = "iot"
@@ -36,7 +41,8 @@ class PathFacts:
     role: str
     device: str | None
     up: bool = False
-    has_address: bool = False
+    has_address: bool = False  # an IPv4 or a global IPv6 address
+    versions: tuple[int, ...] = ()  # the IP versions the path carries (4, 6), as last read
 
     @property
     def usable(self) -> bool:
@@ -106,6 +112,35 @@ def with_link(paths: dict[str, PathFacts], device: str, up: bool) -> dict[str, P
     its address.
     """
     return {name: (replace(p, up=up) if p.device == device else p) for name, p in paths.items()}
+
+
+def address_for(addresses: Sequence[str], paths: Iterable[PathFacts]) -> str | None:
+    """Which of a host's ``addresses`` to connect to over ``paths`` (the active one first,
+    then the others): the first address of an IP version every path carries (paths
+    not read yet do not count), else of one the first path carries, else the first
+    address. None without any.
+
+    A dual-stack host reached over an IPv6-only IoT path is reached over IPv6; if the
+    primary also carries IPv6, a move and the failback keep the same address (and the
+    kept-alive connection's destination) on both.
+    """
+    if not addresses:
+        return None
+    carried = [set(p.versions) for p in paths if p.versions]
+    for wanted in (set.intersection(*carried) if carried else set(),
+                   carried[0] if carried else set()):
+        for address in addresses:
+            if ip_version(address) in wanted:
+                return address
+    return addresses[0]
+
+
+def ip_version(address: str) -> int | None:
+    """4 or 6 for an IP address (IPv6 with or without a ``%scope``), None for anything else."""
+    try:
+        return ipaddress.ip_address(address.strip("[]").split("%", 1)[0]).version
+    except ValueError:
+        return None
 
 
 def _down_why(p: PathFacts) -> str:

@@ -14,7 +14,8 @@ is rendered from a typed snapshot by :mod:`remsim_supervisor.supervisor.hbstatus
   (a silent blackhole): move, and retry over the new path at once;
 * while the fallback carries the heartbeat, each heartbeat is first tried
   over the preferred (IoT) modem, bound to its device; enough acknowledged
-  ones in a row move the path back.
+  ones in a row move the path back;
+* the kernel is read on link/address events, unacked beats and every ``REREAD_S``.
 
 Only a *path* failure (nothing came back on a fresh connection: a dead
 kept-alive one is retried on a fresh one first) moves the path or tells the
@@ -60,8 +61,7 @@ from remsim_supervisor.supervisor.usage import (
 )
 
 __all__ = [
-    "ACKED",
-    "CUTOVER_TIMEOUT_S",
+    "ACKED", "CUTOVER_TIMEOUT_S",
     "NEW_CONNECTION_OVERHEAD",
     "PATH",
     "SERVER",
@@ -77,6 +77,7 @@ STATE_DIR = "/var/run/remsim-supervisor"
 # How a heartbeat attempt ended: acknowledged; IonMesh answered without
 # acknowledging (the path works); nothing came back (maybe the path).
 ACKED, SERVER, PATH = "acked", "server", "path"
+REREAD_S = 300.0  # after an acked beat, the kernel is read (the table repaired) this often
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -94,10 +95,7 @@ class HeartbeatService:
         offload: Offload = in_daemon_thread,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self.config = config
-        self.modems = modems
-        self.clock = clock
-        self.sleep = sleep
+        self.config, self.modems, self.clock, self.sleep = config, modems, clock, sleep
         self.offload = offload
         self.started = clock()
         self.state_dir = state_dir
@@ -142,6 +140,7 @@ class HeartbeatService:
         self._wake = asyncio.Event()
         self.keeper.on_stale = self._wake.set
         self._beat_requested = False
+        self._moved = False  # a move's route went in first: the heartbeat goes without a read
 
     # -- what the rest of the daemon sees ----------------------------------------
 
@@ -232,15 +231,19 @@ class HeartbeatService:
 
             routing = self.config.routing
             keeper.router = Router(routing.table, routing.priority, mark=routing.mark)
+            keeper.open_fast_route()
         await keeper.resolve(force=True)
-        next_beat = self.clock()
+        next_beat, outcome = self.clock(), ACKED  # as good as acked: the start reads
         while True:
-            if keeper.stale:
+            if keeper.stale and not self._moved:  # after a move: its heartbeat, then the read
                 await keeper.refresh()
             if self._beat_requested or self.clock() >= next_beat:
-                self._beat_requested = False
-                await keeper.resolve()
-                await keeper.refresh()
+                moved, self._beat_requested, self._moved = self._moved, False, False
+                if not moved:  # else the facts are the link event's, and current
+                    await keeper.resolve()  # events keep the facts; a read repairs the table
+                    if (keeper.stale or outcome != ACKED
+                            or self.clock() > keeper.read_at + REREAD_S):
+                        await keeper.refresh()
                 outcome = await self._beat()
                 delay = self.interval
                 if outcome == SERVER and self.server_trouble is not None:
@@ -284,6 +287,7 @@ class HeartbeatService:
     def _path_routed(self, move: pathsel.Move) -> None:
         if self.clients.main is not None:
             self.clients.main.close()  # the next request opens a connection on the new path
+        self._moved = self.keeper.routed_first(move)
         self.beat_now()  # a heartbeat now, not an interval later
 
     # -- heartbeats ------------------------------------------------------------------
@@ -316,7 +320,7 @@ class HeartbeatService:
 
         Returns :data:`ACKED`, :data:`SERVER` or :data:`PATH`.
         """
-        await self.keeper.settled()  # the pinned connections cut over first
+        # No wait for the conntrack cut-over: a connection opened now takes the new route.
         client = self._client_for(modem)
         via = modem or self.keeper.path.active or "main table"
         over = modem or self.keeper.path.active
@@ -332,6 +336,7 @@ class HeartbeatService:
         finally:
             self.in_flight_since = None
             self.last_attempt_end = self.clock()
+            self.keeper.heartbeat_over()
 
     async def _attempt(self, client: IonMeshClient, via: str, over: str | None) -> str:
         rejected: IonMeshError | None = None
@@ -479,7 +484,7 @@ class HeartbeatService:
             outcome = await self._exchange(candidate)
             if outcome == ACKED:
                 await keeper.heartbeat_acked(candidate)
-                self._beat_requested = False  # this was the heartbeat a move asks for
+                self._beat_requested = self._moved = False  # the heartbeat a move asks for
                 return ACKED
             if outcome == SERVER:
                 return SERVER
@@ -490,6 +495,6 @@ class HeartbeatService:
         # Not acknowledged over the active path: is it silently dropping traffic?
         if await keeper.heartbeat_failed():
             keeper.forget_names()
-            self._beat_requested = False  # the retry below is the heartbeat the move asks for
+            self._beat_requested = self._moved = False  # the retry below: the one the move asks for
             return await self._exchange(None)  # the retry, at once, over the new path
         return PATH

@@ -6,14 +6,20 @@ they decide, through the routing executor
 (:class:`~remsim_supervisor.adapters.routing.Router`):
 
 * facts: each modem's data device (link, carrier, address) and the path
-  through it (gateway, IPv6), read from the kernel before every heartbeat
-  (:meth:`PathKeeper.refresh`); a netlink link event changes them from the
+  through it, read from the kernel (:meth:`PathKeeper.refresh`) at the start, on
+  address events, after a move or an unacked beat, else every ``REREAD_S``;
+  a netlink link event changes them from the
   event's own state (:meth:`PathKeeper.link_event`), without reading again;
-* a move: decided at once, logged before any await, then the table follows
-  (new default route, the other usable path as a standby route for bound
-  sockets) in one worker-thread call; when the route is in, the session hears
-  (``on_routed``) and the conntrack cut-over of the pinned destinations runs
-  after it, without delaying it (:meth:`PathKeeper.settled` waits for it);
+* a move: decided at once; its first act is the new path's default routes,
+  written from the deciding call itself (no thread, no await) with the
+  messages prepared at the last read
+  (:class:`~remsim_supervisor.adapters.fastroute.FastRoute`); then it is
+  logged, and the session hears (``on_routed``) and sends its heartbeat;
+  after that heartbeat (bounded) the table follows in full (the other usable
+  path as a standby route for bound sockets) in one worker-thread call, and
+  the conntrack cut-over of the pinned destinations runs after it
+  (:meth:`PathKeeper.settled` waits for it). Should the write fail, the
+  reconcile routes and the session hears after it;
 * the pins: IonMesh's host, remsim-server and bankd as osmo-remsim names
   them, and ``routing.pins``, resolved on their own schedule
   (:class:`~remsim_supervisor.adapters.resolve.Resolver`).
@@ -24,7 +30,9 @@ Blocking work runs in daemon threads, each bounded by a timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -32,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from remsim_supervisor.adapters.fastroute import FastRoute, Prepared
 from remsim_supervisor.adapters.resolve import Resolver, is_address
 from remsim_supervisor.adapters.serialport import in_daemon_thread
 from remsim_supervisor.config import Config
@@ -43,6 +52,8 @@ log = logging.getLogger("remsim_supervisor.supervisor.heartbeat")
 CUTOVER_TIMEOUT_S = 3.0  # the conntrack cut-over after a path move, at most
 READ_TIMEOUT_S = 3.0  # one device's facts
 ROUTE_TIMEOUT_S = 5.0  # the table following a decision
+HEARTBEAT_FIRST_S = 0.5  # after a move routed first, its heartbeat goes before the reconcile
+SWITCH_INTERVAL_S = 0.0005
 RESOLVE_TIMEOUT_S = 10.0
 
 Offload = Callable[..., Awaitable[Any]]  # runs a blocking call in a worker thread
@@ -76,9 +87,12 @@ class RoutesSnapshot:
 
 
 def _read_device(router: Any, modem: str, device: str) -> tuple[bool, bool, Any]:
-    """(up, has an address, the path through it or None): one worker-thread call."""
+    """(up, has an address, the path through it or None): one worker-thread call.
+
+    An IPv4 or a global IPv6 address makes the path usable: an IPv6-only modem
+    carries the heartbeat as well as a dual-stack one."""
     info = router.link_state(device)
-    up, has_address = bool(info.up), bool(info.ipv4)
+    up, has_address = bool(info.up), bool(info.ipv4 or info.ipv6)
     spec = router.path_of(modem, device) if up and has_address else None
     return up, has_address, spec
 
@@ -115,6 +129,7 @@ class PathKeeper:
         self.routes: list[str] = []
         self.moves: deque[MoveRecord] = deque(maxlen=10)
         self.stale = True  # the facts want reading again
+        self.read_at = float("-inf")  # when they were last read (and the table repaired)
         self.on_decided: Callable[[pathsel.Move], None] | None = None  # before any await
         self.on_routed: Callable[[pathsel.Move], None] | None = None  # the route is in
         self.on_stale: Callable[[], None] | None = None  # something wants a read
@@ -123,6 +138,28 @@ class PathKeeper:
         self._route_lock = asyncio.Lock()
         self._cutover: asyncio.Future[Any] | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
+        # A move's route written first (adapters.fastroute.FastRoute; None: the reconcile
+        # alone), each usable path's routes ready for it, and the move it last wrote.
+        self.fast: Any = None
+        self.prepared: dict[str, Prepared] = {}
+        self._routed_first: pathsel.Move | None = None
+        self._beat_over = asyncio.Event()  # set when the session's heartbeat ends
+        self._written = asyncio.Event()  # set when a move's route went in first
+        self._generation = 0  # moves whose route went in first, so far
+
+    def open_fast_route(self) -> None:
+        """Have a move write its route first, from the event loop (see _route_first)."""
+        fast = FastRoute()
+        problem = fast.open()
+        if problem is not None:
+            log.warning("no fast route on a move (%s): the table follows by reconciling",
+                        problem)
+            return
+        self.fast = fast
+        # A worker thread decoding a large netlink dump (many pins) holds the GIL for
+        # up to the switch interval (5 ms by default) before the event loop gets it to
+        # read a link event; a shorter one keeps the move from waiting on it.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
 
     # -- the pins ------------------------------------------------------------------------
 
@@ -145,7 +182,12 @@ class PathKeeper:
     def ionmesh_address(self) -> str | None:
         hosts = self.hosts()
         known = self.resolver.known(hosts[0][1]) if hosts else []
-        return known[0] if known else None
+        # Of an IP version the active path carries and, if it can be, the others as
+        # last read too: a move or a failback attempt then keeps the same address.
+        active = self.facts.get(self.path.active) if self.path.active else None
+        paths = [active] if active is not None else []
+        paths += [f for f in self.facts.values() if f is not active]
+        return pathsel.address_for(known, paths)
 
     async def resolve(self, force: bool = False) -> None:
         for _what, host in self.hosts():
@@ -185,19 +227,30 @@ class PathKeeper:
             self._mark_stale()  # its address and gateway are learned by a read
         return self._decide(*pathsel.on_facts(self.path, self.facts))
 
+    def address_event(self, device: str) -> None:
+        """A modem's device gained, changed or lost an address (an IPv6 one arriving
+        by RA after the link, leaving DAD, expiring with its prefix): read it again."""
+        if any(v.device == device for v in self.modems()):
+            self._mark_stale()
+
     async def refresh(self) -> None:
         """Read every modem's facts from the kernel, then keep or move the path."""
         self.stale = False
+        self._written.clear()
         seen = dict(self._events)
         facts: dict[str, pathsel.PathFacts] = {}
         specs: dict[str, Any] = {}
         for view in self.modems():
             up = has_address = False
             if view.device:
+                read = asyncio.ensure_future(asyncio.wait_for(
+                    self.offload(_read_device, self.router, view.name, view.device),
+                    READ_TIMEOUT_S))
+                if not await self._unless_written(read):
+                    read.cancel()  # a move went in, on the event's facts: its heartbeat first
+                    return
                 try:
-                    up, has_address, spec = await asyncio.wait_for(
-                        self.offload(_read_device, self.router, view.name, view.device),
-                        READ_TIMEOUT_S)
+                    up, has_address, spec = read.result()
                     if spec is not None:
                         specs[view.name] = spec
                 except Exception as exc:
@@ -205,11 +258,28 @@ class PathKeeper:
                 event = self._events.get(view.device)
                 if event is not None and event != seen.get(view.device):
                     up = event[1]  # a link event came in while reading: it is newer
-            facts[view.name] = pathsel.PathFacts(view.name, view.role, view.device, up,
-                                                 has_address)
-        self.facts, self.specs = facts, specs
+            facts[view.name] = pathsel.PathFacts(
+                view.name, view.role, view.device, up, has_address,
+                versions=specs[view.name].versions if view.name in specs else ())
+        self.facts, self.specs, self.read_at = facts, specs, self.clock()
         move = self._decide(*pathsel.on_facts(self.path, self.facts), start=False)
-        await self.carry_out(move)
+        if move is not None or self.fast is None:
+            await self.carry_out(move)
+            return
+        # Nothing moved: the reconcile is a repair. Should a link event's move write
+        # its route meanwhile, its heartbeat goes without waiting for the repair.
+        task = self._spawn(self.carry_out(None))
+        if await self._unless_written(task):
+            task.result()
+
+    async def _unless_written(self, future: asyncio.Future[Any]) -> bool:
+        """Wait for ``future`` unless a move's route goes in first; True if it is done."""
+        written = asyncio.ensure_future(self._written.wait())
+        try:
+            await asyncio.wait({future, written}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            written.cancel()
+        return future.done()
 
     # -- decisions -----------------------------------------------------------------------
 
@@ -221,7 +291,7 @@ class PathKeeper:
         move = self._decide(*pathsel.on_heartbeat_acked(
             self.path, self.facts, via, self.config.routing.failback_after), start=False)
         if move is not None:
-            await self.carry_out(move)
+            await self._follow(move, after_beat=False)
 
     def failback_failed(self, via: str) -> None:
         self.path, _ = pathsel.on_heartbeat_failed(self.path, self.facts, via)
@@ -230,12 +300,22 @@ class PathKeeper:
         """A heartbeat over the active path got nothing back: move if another path is
         usable (a silent blackhole). True when the path moved."""
         await self.refresh()
+        if self._written.is_set():
+            return True  # a link event moved the path meanwhile: retry over the new one
         move = self._decide(*pathsel.on_heartbeat_failed(self.path, self.facts, None),
                             start=False)
         if move is None:
             return False
-        await self.carry_out(move)
+        await self._follow(move, after_beat=True)  # the session's retry goes first
         return True
+
+    async def _follow(self, move: pathsel.Move, *, after_beat: bool) -> None:
+        """The reconcile after a move the session decided: awaited, unless the route
+        went in first (then it follows in its own task and the session goes on)."""
+        if self._routed_first is move:
+            self._spawn(self.carry_out(move, after_beat=after_beat))
+        else:
+            await self.carry_out(move)
 
     async def reroute(self, to: str, reason: str) -> bool:
         """A recovery step: move to ``to`` now, if its path is usable."""
@@ -244,6 +324,7 @@ class PathKeeper:
             return self.path.active == to
         move = pathsel.Move(self.path.active, to, reason)
         self.path = pathsel.PathState(active=to, reason=reason)
+        self._route_first(move)
         self._decided(move)
         await self.carry_out(move)
         return True
@@ -251,10 +332,12 @@ class PathKeeper:
     def _decide(self, state: pathsel.PathState, move: pathsel.Move | None, *,
                 start: bool = True) -> pathsel.Move | None:
         self.path = state
-        if move is not None:
+        if move is not None:  # a move not from a read: the next heartbeat reads again
+            self.read_at = self.read_at if not start else float("-inf")
+            self._route_first(move)
             self._decided(move)
             if start:
-                self._spawn(self.carry_out(move))
+                self._spawn(self.carry_out(move, after_beat=True))
         return move
 
     def _decided(self, move: pathsel.Move) -> None:
@@ -267,12 +350,45 @@ class PathKeeper:
                                      left))
         if self.on_decided is not None:
             self.on_decided(move)
+        if self._routed_first is move and self.on_routed is not None:
+            self.on_routed(move)
+
+    def routed_first(self, move: pathsel.Move) -> bool:
+        """Whether ``move``'s route went in first, from the decision's own call."""
+        return self._routed_first is move
+
+    def _route_first(self, move: pathsel.Move) -> None:
+        """A move's first act: the new path's default routes, as prepared at the last
+        read, written from here (no thread, no await). The reconcile follows anyway and
+        repairs what this did not do."""
+        prepared = self.prepared.get(move.new) if move.new is not None else None
+        if self.fast is None or prepared is None:
+            return
+        self._generation += 1  # a reconcile under way for an older decision stops
+        problem = self.fast.write(prepared)
+        if problem is not None:
+            log.warning("could not route via %s at once (%s); the reconcile follows",
+                        move.new, problem)
+            return
+        self._routed_first = move
+        self._beat_over.clear()
+        self._written.set()
+        log.debug("routed via %s first: %s", move.new, prepared.text())
+
+    def heartbeat_over(self) -> None:
+        """The session's heartbeat ended (whatever its outcome)."""
+        self._beat_over.set()
 
     # -- the kernel follows --------------------------------------------------------------
 
-    async def carry_out(self, move: pathsel.Move | None) -> None:
+    async def carry_out(self, move: pathsel.Move | None, *, after_beat: bool = False) -> None:
         """Make the table hold the path as decided now; after a move, tell the session
-        and cut the pinned connections over."""
+        (unless it heard when the route went in first) and cut the pinned connections
+        over. ``after_beat``: a move whose route went in first lets the heartbeat it
+        asked for go before (bounded by HEARTBEAT_FIRST_S)."""
+        if after_beat and move is not None and self._routed_first is move:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._beat_over.wait(), HEARTBEAT_FIRST_S)
         async with self._route_lock:
             pins = self.pins()
             addresses = sorted({p["address"] for p in pins if p["address"]})
@@ -282,31 +398,47 @@ class PathKeeper:
             wanted += [(f.modem, f.device, self.specs.get(f.modem)) for f in self.facts.values()
                        if f.usable and (active is None or f.modem != active.modem)]
             try:
-                self.rules, self.routes = await asyncio.wait_for(
-                    self.offload(self._route, addresses, active is not None, wanted),
+                self.rules, self.routes, prepared = await asyncio.wait_for(
+                    self.offload(self._route, addresses, active is not None, wanted,
+                                 self._generation),
                     ROUTE_TIMEOUT_S)
+                if self.fast is not None:
+                    self.prepared = prepared
             except Exception as exc:
                 log.error("heartbeat path routing failed: %s", str(exc) or type(exc).__name__)
             self.pinned = pins
         if move is None:
             return
-        if self.on_routed is not None:
+        if self.on_routed is not None and self._routed_first is not move:
             self.on_routed(move)
         if addresses:
             self._start_cutover(addresses)
 
     def _route(self, addresses: list[str], has_active: bool,
-               wanted: list[tuple[str, str | None, Any]]) -> tuple[list[str], list[str]]:
-        """In a worker thread: reconcile the table, then read back what we own."""
+               wanted: list[tuple[str, str | None, Any]], generation: int = 0
+               ) -> tuple[list[str], list[str], dict[str, Prepared]]:
+        """In a worker thread: reconcile the table, read back what we own, and prepare
+        each usable path's routes for a move to it."""
         specs = [spec if spec is not None else self.router.path_of(modem, device)
                  for modem, device, spec in wanted if device]
         path = specs[0] if has_active and specs else None
         standby = specs[1:] if has_active else specs
-        changes = self.router.reconcile(addresses, path, standby)
+        if self.fast is None:
+            changes = self.router.reconcile(addresses, path, standby)
+        else:  # a move's route written meanwhile is not undone by this older decision
+            changes = self.router.reconcile(addresses, path, standby,
+                                            lambda: self._generation == generation)
         if changes:
             log.debug("routing: %s", changes)
         rules, routes = self.router.owned()
-        return list(rules), list(routes)
+        prepared: dict[str, Prepared] = {}
+        if self.fast is not None:
+            for spec in specs:  # the active one too: a move back may come before the next read
+                try:
+                    prepared[spec.name] = Prepared.of(spec.name, self.router.routes_of(spec))
+                except Exception as exc:  # that path is routed by the reconcile alone
+                    log.debug("preparing the route via %s: %s", spec.name, exc)
+        return list(rules), list(routes), prepared
 
     def _start_cutover(self, addresses: list[str]) -> None:
         previous = self._cutover
@@ -340,6 +472,8 @@ class PathKeeper:
         """Cancel what is under way, then remove exactly our rules and routes."""
         for task in list(self._tasks):
             task.cancel()
+        if self.fast is not None:
+            self.fast.close()  # opened again on the next write, should one come
         if self.router is None:
             return
         try:

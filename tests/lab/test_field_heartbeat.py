@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from remsim_supervisor.adapters.routing import PathSpec
 from remsim_supervisor.config import (
     Config,
     EscalationConfig,
@@ -59,8 +60,8 @@ class Router:
     def link_state(self, device: str) -> Link:
         return Link()
 
-    def path_of(self, name: str, device: str) -> str:
-        return device
+    def path_of(self, name: str, device: str) -> PathSpec:
+        return PathSpec(name, device, "10.0.0.1")
 
     def reconcile(self, pins: Any, path: Any, standby: Any) -> None:
         return None

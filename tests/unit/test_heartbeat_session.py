@@ -230,7 +230,8 @@ def test_links_changed_without_arguments_reads_again(tmp_path: Path) -> None:
     sim.at(START + 10, hb.links_changed)
     play(hb, sim)
     reads_at_start = 4  # two devices, each link_state and path_of, before the first beat
-    assert router.reads().count("link_state wwan1") == 3, router.reads()[reads_at_start:]
+    # one read at the start (the first heartbeat reuses it), one for the event
+    assert router.reads().count("link_state wwan1") == 2, router.reads()[reads_at_start:]
 
 
 @pytest.mark.parametrize("name", ["wwan9", "lo"])
@@ -240,3 +241,37 @@ def test_a_link_event_of_no_modem_moves_nothing(tmp_path: Path, name: str) -> No
     sim.at(START + 10, lambda: hb.links_changed(name, False))
     play(hb, sim)
     assert times(client) == [0.0] and hb.path.active == "modem2"
+
+
+def reads_at_beats(tmp_path: Path, script: list[Any]) -> list[tuple[float, int]]:
+    """(seconds after the start, reads of the IoT modem's link so far) at each heartbeat."""
+    sim = Sim(until=START + 700)
+    hb, client, router = session(tmp_path, sim)
+    client.script = script
+    marks: list[tuple[float, int]] = []
+    beat = client.heartbeat
+
+    def counting(*args: Any) -> HeartbeatResult:
+        marks.append((sim.now - START, router.reads().count("link_state wwan1")))
+        return beat(*args)
+
+    client.heartbeat = counting  # type: ignore[method-assign]
+    play(hb, sim)
+    return marks
+
+
+def test_acknowledged_heartbeats_read_the_kernel_only_every_reread_interval(
+        tmp_path: Path) -> None:
+    marks = reads_at_beats(tmp_path, [])
+    # One read at the start; acked beats then read again only once REREAD_S (300 s) passed.
+    assert [t for t, _ in marks] == [60.0 * i for i in range(12)]
+    assert [n for _, n in marks] == [1] * 6 + [2] * 6
+
+
+def test_a_heartbeat_that_was_not_acknowledged_reads_the_kernel_before_the_next(
+        tmp_path: Path) -> None:
+    marks = reads_at_beats(tmp_path, [None, None, server_error()])
+    # The error at 120 s: its retry at 135 s reads first, and the 300 s count restarts there.
+    assert marks[:4] == [(0.0, 1), (60.0, 1), (120.0, 1), (135.0, 2)]
+    assert [t for t, n in marks if n == 2] == [135.0 + 60 * i for i in range(6)]
+    assert marks[-1] == (675.0, 3)
