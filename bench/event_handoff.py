@@ -1,21 +1,29 @@
 """Event and hotplug hand-off: a burst of osmo-remsim events and hotplug events to a running daemon.
 
 Two emulated modems and the real ``remsim-supervisor run`` (its own network
-namespace), the package laid out as on the router (``usr/bin`` launcher,
-``usr/libexec/remsim-supervisor/remsim-event``, ``etc/hotplug.d`` hooks),
-run by this interpreter. Then bursts of ``--trials`` (50) events, launched
-back to back without waiting, as osmo-remsim-client and procd launch them:
+namespace) listening on OpenWrt's own ``ubusd`` (a private socket,
+remsim_lab/ubus.py), the package laid out as on the router (``usr/bin``
+launcher, ``usr/libexec/remsim-supervisor/remsim-event``, ``etc/hotplug.d``
+hooks), run by this interpreter. Then bursts of ``--trials`` (50) events,
+launched back to back without waiting, as osmo-remsim-client and procd
+launch them:
 
 * **event**: ``/bin/sh -c "remsim-event event-modem-status"`` (the event
-  script, which execs ``remsim-supervisor event -- CAUSE``);
+  script: one ``ubus send remsim-supervisor.hook`` while the daemon listens);
 * **hotplug**: ``/bin/sh -c ". 90-remsim-supervisor"`` with netifd's
-  ``ACTION=ifup INTERFACE=... DEVICE=...`` (the hook returns at once and
-  hands off in the background).
+  ``ACTION=ifup INTERFACE=... DEVICE=...`` (the hook's ``ubus send``);
+* **event, one at a time**: 20 events, each launched once the one before
+  has reached the bus, to show the hand-off's latency without the burst's
+  queue for the CPU;
+* **event, Python path**: the same burst with the daemon's ready file moved
+  aside, so the script takes the fallback (``remsim-supervisor event``, a
+  Python start, the control socket), for comparison.
 
 Per event: from its launch to the daemon's log line for it (``osmo-remsim:
 ... queued``, ``hotplug iface ...``; the log's millisecond timestamps), the
-n-th line matched with the n-th launch. Also the burst's wall time, and the
-event command's peak RSS (``/usr/bin/time``, three runs after the burst).
+n-th line matched with the n-th launch; and to a plain ``ubus listen`` of
+the benchmark's own (the bus alone, without the daemon's share). Also the
+burst's wall time, and the event script's peak RSS (``/usr/bin/time``, three runs after the burst).
 
 The limit, in the same run: the same burst through a shell hand-off, ``sh
 -c 'printf ... > FIFO'`` (event) and a hook that filters the same way and
@@ -27,6 +35,7 @@ and timestamped there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -36,6 +45,7 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib
@@ -87,6 +97,33 @@ class FifoReader:
         os.close(self._fd)
 
 
+class BusTap:
+    """A ``ubus listen remsim-supervisor.hook`` of the benchmark's own: every line the
+    bus delivers, stamped when read here, with whether it was an event or a hotplug."""
+
+    def __init__(self, ubus: Path, bus: Any) -> None:
+        self.lines: list[tuple[float, str]] = []
+        self._proc = subprocess.Popen([str(ubus), "-s", str(bus.socket), "listen",
+                                       "remsim-supervisor.hook"], stdout=subprocess.PIPE,
+                                      stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            kind = "event" if b'"hook":"event"' in line else "hotplug"
+            self.lines.append((time.time(), kind))
+
+    def times(self, kind: str, since: float) -> list[float]:
+        return [t for t, k in list(self.lines) if k == kind and t >= since]
+
+    def close(self) -> None:
+        self._proc.kill()
+        self._proc.wait()
+        self._thread.join(timeout=1)
+
+
 def log_times(log: str, marker: str) -> list[float]:
     out = []
     for line in log.splitlines():
@@ -126,8 +163,14 @@ def main() -> int:
     args = benchlib.parser(__doc__, trials=50).parse_args()
     benchlib.need_root("event_handoff")
     from remsim_lab.rig import Rig
+    from remsim_lab.ubus import UBUS, Bus, missing
+    from remsim_supervisor.supervisor.hooklisten import ready_file_for
 
     n = args.trials
+    if missing():
+        print(f"event_handoff: OpenWrt's ubus is not built ({', '.join(missing())}): run "
+              "sh scripts/build-openwrt.sh", file=sys.stderr)
+        return 2
     with benchlib.interrupts_as_exit(), tempfile.TemporaryDirectory(prefix="rsbev-") as tmp:
         root = Path(tmp)
         tree = benchlib.launcher_tree(root / "tree")
@@ -135,11 +178,14 @@ def main() -> int:
         hook = tree / "etc/hotplug.d/iface/90-remsim-supervisor"
         shell_hook = root / "shell-hook"
         shell_hook.write_text(SHELL_HOOK)
-        with Rig(root / "rig") as rig:
+        with Bus(root) as bus, Rig(root / "rig") as rig:
             rig.plug("modem1")
             rig.plug("modem2")
-            rig.start_daemon()
-            rig.wait_for(lambda s: s["events"]["osmo_remsim"] is not None, 30, "the daemon")
+            rig.start_daemon(env=bus.environment())
+            rig.wait_for(lambda s: (s["events"].get("ubus") or {}).get("ready"), 30,
+                         "the daemon's hook listener")
+            ready = Path(ready_file_for(rig.socket))
+            tap = BusTap(UBUS, bus)
             base_env = {"PATH": f"{tree / 'usr/bin'}:/usr/sbin:/usr/bin:/sbin:/bin",
                         "REMSIM_SUPERVISOR_CONFIG": str(rig.config_path),
                         "REMSIM_SUPERVISOR_STATE_DIR": str(root / "state"), "HOME": "/"}
@@ -147,12 +193,21 @@ def main() -> int:
             results: dict[str, tuple[list[float], list[float], float, float]] = {}
 
             def run_ours(name: str, argv: list[str], env: dict[str, str], marker: str) -> None:
-                seen = len(log_times(rig.log(), marker))
+                seen = rig.log().count(marker)
                 launched = burst(argv, env, n)
-                rss = [benchlib.peak_rss_mib(argv, env) for _ in range(3)]
-                benchlib.wait_until(lambda: len(log_times(rig.log(), marker)) >= seen + n, 60,
+                # Counted, not parsed, while waiting: the benchmark's own CPU stays off the burst.
+                benchlib.wait_until(lambda: rig.log().count(marker) >= seen + n, 120,
                                     f"{n} {name} events in the daemon's log", step=0.05)
-                got = log_times(rig.log(), marker)[seen:]
+                got = log_times(rig.log(), marker)[seen:seen + n]
+                kind = name.split("-")[0]
+                with contextlib.suppress(TimeoutError):  # the Python path never reaches the bus
+                    benchlib.wait_until(lambda: len(tap.times(kind, launched[0])) >= n,
+                                        0.2 if name.endswith("python") else 10, "the tap")
+                on_bus = tap.times(kind, launched[0])[:n]
+                if len(on_bus) == n and not name.endswith("python"):
+                    results[f"{name}-bus"] = (latencies(launched, on_bus), [], launched[0],
+                                              max(on_bus))
+                rss = [benchlib.peak_rss_mib(argv, env) for _ in range(3)]
                 results[name] = (latencies(launched, got), rss, launched[0], max(got))
 
             def run_shell(name: str, argv: list[str], env: dict[str, str]) -> None:
@@ -167,8 +222,8 @@ def main() -> int:
                 finally:
                     reader.close()
 
-            run_ours("event", ["/bin/sh", "-c", f"{script} {CAUSE}"], base_env,
-                     f"osmo-remsim: {CAUSE} queued")
+            event_marker = f"osmo-remsim: {CAUSE} queued"
+            run_ours("event", ["/bin/sh", "-c", f"{script} {CAUSE}"], base_env, event_marker)
             time.sleep(0.5)
             run_shell("event-shell", ["/bin/sh", "-c", 'printf "%s\\n" "$0" > "$BENCH_FIFO"',
                                       CAUSE], base_env)
@@ -178,11 +233,39 @@ def main() -> int:
             time.sleep(0.5)
             run_shell("hotplug-shell", ["/bin/sh", "-c", f". {shell_hook}"],
                       {**base_env, **IFUP})
+            # One at a time: the hand-off's own latency, with no burst queueing behind it.
+            time.sleep(0.5)
+            seen = rig.log().count(event_marker)
+            launched_one = []
+            for _ in range(min(n, 20)):
+                on_bus = len(tap.times("event", 0.0))
+                launched_one.append(time.time())
+                burst(["/bin/sh", "-c", f"{script} {CAUSE}"], base_env, 1)
+                benchlib.wait_until(lambda c=on_bus: len(tap.times("event", 0.0)) > c, 10,
+                                    "the event on the bus", step=0.001)
+                time.sleep(0.03)
+            benchlib.wait_until(lambda: rig.log().count(event_marker) >= seen + len(launched_one),
+                                10, "the single events in the daemon's log")
+            got = log_times(rig.log(), event_marker)[seen:seen + len(launched_one)]
+            results["event-single"] = ([(r - t) * 1000 for t, r in zip(launched_one, got,
+                                                                        strict=True)],
+                                       [], launched_one[0], max(got))
+            over_ubus = rig.status()["events"]["ubus"]
+            # The fallback, for comparison: the ready file aside, the script starts Python.
+            aside = ready.with_name(ready.name + ".aside")
+            ready.rename(aside)
+            try:
+                time.sleep(0.5)
+                run_ours("event-python", ["/bin/sh", "-c", f"{script} {CAUSE}"], base_env,
+                         event_marker)
+            finally:
+                aside.rename(ready)
             counts = rig.status()["events"]
             tracebacks = rig.log().count("Traceback")
+            tap.close()
     figures = []
-    for name, title in (("event", "osmo-remsim event -> daemon"),
-                        ("hotplug", "hotplug hook -> daemon")):
+    for name, title in (("event", "osmo-remsim event -> daemon over ubus"),
+                        ("hotplug", "hotplug hook -> daemon over ubus")):
         ours, _rss, first, last = results[name]
         floor, _floor_rss, ffirst, flast = results[f"{name}-shell"]
         figures.append(Figure(f"{title}, burst of {n}", "ms", ours,
@@ -193,10 +276,25 @@ def main() -> int:
         figures.append(Figure(f"{name}: whole burst of {n}, wall", "ms",
                               [(last - first) * 1000], "the shell burst's wall time",
                               [(flast - ffirst) * 1000]))
-    figures.append(Figure("event command peak RSS", "MiB", results["event"][1],
+    for name in ("event", "hotplug"):
+        if f"{name}-bus" in results:
+            figures.append(Figure(f"{name}: launch -> a plain `ubus listen` (the bus alone)", "ms",
+                                  results[f"{name}-bus"][0], "the daemon's log line, same burst",
+                                  results[name][0]))
+    figures.append(Figure("osmo-remsim event -> daemon over ubus, one at a time", "ms",
+                          results["event-single"][0], "the burst's shell hand-off",
+                          results["event-shell"][0], target=10.0,
+                          target_text="<= 10 ms per event"))
+    python, _rss, pfirst, plast = results["event-python"]
+    figures.append(Figure(f"osmo-remsim event -> daemon, Python path (no listener), burst of {n}",
+                          "ms", python, "the ubus path, same run", results["event"][0],
+                          extra={"burst_wall_ms": round((plast - pfirst) * 1000, 1)}))
+    figures.append(Figure("event script peak RSS (ubus path)", "MiB", results["event"][1],
                           "sh -c printf (the shell hand-off)", results["event-shell"][1]))
+    figures.append(Figure("event script peak RSS (Python path)", "MiB",
+                          results["event-python"][1], "the ubus path", results["event"][1]))
     benchlib.emit("event_handoff", figures, args.json, daemon_counts=counts,
-                  tracebacks=tracebacks)
+                  received_over_ubus=over_ubus, tracebacks=tracebacks)
     return 0
 
 

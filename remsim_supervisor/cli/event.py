@@ -38,7 +38,14 @@ from typing import Any
 from remsim_supervisor import log as logsetup
 from remsim_supervisor.cli.event_worker import DEFAULT_STATE_DIR, append_event
 from remsim_supervisor.config import Config, ConfigError, Environment, load
-from remsim_supervisor.config.env import PREFIX
+from remsim_supervisor.core.hookvars import (
+    EXTRA_VARIABLES,
+    MAX_NAME,
+    MAX_VALUE,
+    MAX_VARIABLES,
+    event_environment,
+)
+from remsim_supervisor.core.hookvars import clean as _clean
 from remsim_supervisor.core.simplan import (
     BANKD_PORT,
     KNOWN_CAUSES,
@@ -49,6 +56,10 @@ from remsim_supervisor.supervisor import control
 
 __all__ = [
     "DEFAULT_STATE_DIR",
+    "EXTRA_VARIABLES",
+    "MAX_NAME",
+    "MAX_VALUE",
+    "MAX_VARIABLES",
     "event_environment",
     "main",
     "process_origin",
@@ -58,37 +69,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CONTROL_TIMEOUT_S = 0.4  # the daemon answers from memory; a stuck one must not cost the second
-
-# Variables the client sets (REMSIM-EVENTS.md); other REMSIM_* are taken too,
-# within the caps, but never our own REMSIM_SUPERVISOR_* hooks.
-EXTRA_VARIABLES = ("OPENWRT_MODEM_DEVICE",)
-MAX_VARIABLES = 32
-MAX_NAME = 64
-MAX_VALUE = 256
-
-
-def _clean(text: str, limit: int) -> str:
-    # Control characters (C0, DEL, C1) and undecodable bytes go: the value
-    # may end up in a log line, and it is data, never markup or commands.
-    kept = (c for c in text if c.isprintable() or c == " ")
-    return "".join(c for c in kept if not "\ud800" <= c <= "\udfff")[:limit]
-
-
-def event_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The client's variables as plain, capped strings."""
-    out: dict[str, str] = {}
-    for name in sorted(environ):
-        if not (name.startswith("REMSIM_") or name in EXTRA_VARIABLES):
-            continue
-        if name.startswith(PREFIX) or len(name) > MAX_NAME:
-            continue
-        if not name.replace("_", "").isalnum() or not name.isascii():
-            continue
-        if len(out) >= MAX_VARIABLES:
-            break
-        out[name] = _clean(environ[name], MAX_VALUE)
-    return out
-
 
 # --- where this event came from ---
 

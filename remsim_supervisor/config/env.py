@@ -12,6 +12,8 @@ command do so once, at start) and the parts are handed what they need:
 * ``_SIM_GPIO``: the directory of the simulated GPIO lines (``sim:NAME``);
 * ``_IFUP``: the command that brings a netifd interface up (``ifup``);
 * ``_UBUS``: the ``ubus`` that netifd is asked through (the one on PATH);
+* ``_UBUS_SOCKET``: the ubus socket the hooks' listener uses (``ubus -s``;
+  unset: ubus's own default);
 * ``_EVENT_SETTLE``: seconds a burst of osmo-remsim events settles (0.5);
 * ``_CONFIG``: the configuration file (``/etc/config/remsim-supervisor``).
 
@@ -34,6 +36,7 @@ from types import MappingProxyType
 
 from remsim_supervisor.config.overrides import VARIABLES
 from remsim_supervisor.config.types import DEFAULT_PATH
+from remsim_supervisor.core.hookvars import OWN_PREFIX
 
 __all__ = [
     "CONFIG",
@@ -47,12 +50,13 @@ __all__ = [
     "STATE_DIR",
     "SYSFS",
     "UBUS",
+    "UBUS_SOCKET",
     "Environment",
     "HookError",
     "settle_window",
 ]
 
-PREFIX = "REMSIM_SUPERVISOR_"
+PREFIX = OWN_PREFIX  # "REMSIM_SUPERVISOR_"
 SYSFS = PREFIX + "SYSFS"
 DEV = PREFIX + "DEV"
 STATE_DIR = PREFIX + "STATE_DIR"
@@ -61,6 +65,7 @@ POLL_INTERVAL = PREFIX + "POLL_INTERVAL"
 SIM_GPIO = PREFIX + "SIM_GPIO"
 IFUP = PREFIX + "IFUP"
 UBUS = PREFIX + "UBUS"
+UBUS_SOCKET = PREFIX + "UBUS_SOCKET"
 EVENT_SETTLE = PREFIX + "EVENT_SETTLE"
 CONFIG = PREFIX + "CONFIG"
 
@@ -85,6 +90,7 @@ class Environment:
     sim_gpio: str | None = None  # None: no simulated lines
     ifup: tuple[str, ...] = ("ifup",)
     ubus: str | None = None  # None: the ubus on PATH, if any
+    ubus_socket: str | None = None  # None: ubus's default socket
     event_settle: float = DEFAULT_SETTLE_S
     config: str = DEFAULT_PATH
     # osmo-remsim-client-openwrt's variables, as the configuration applies them
@@ -113,6 +119,7 @@ class Environment:
             sim_gpio=given(SIM_GPIO),
             ifup=tuple(ifup.split()) if ifup is not None else defaults.ifup,
             ubus=given(UBUS),
+            ubus_socket=given(UBUS_SOCKET),
             event_settle=_settle(given(EVENT_SETTLE)),
             config=given(CONFIG) or defaults.config,
             overrides=MappingProxyType(
