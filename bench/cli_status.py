@@ -11,8 +11,10 @@ from elsewhere hits all three alike:
 * ``python -c pass`` (the limit: the interpreter with ``site``);
 * ``python -S -c pass`` (the interpreter without ``site``).
 
-Wall time from this process (spawn to exit), peak RSS by ``/usr/bin/time``
-(a few runs each, after the timed ones).
+Wall time from this process (spawn to exit); CPU time (user + system, from
+``getrusage(RUSAGE_CHILDREN)`` around each run), which the machine's load
+stretches far less than the wall time; peak RSS by ``/usr/bin/time`` (a few
+runs each, after the timed ones).
 
     python bench/cli_status.py [--trials 20] [--json]
 """
@@ -20,6 +22,7 @@ Wall time from this process (spawn to exit), peak RSS by ``/usr/bin/time``
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -31,14 +34,22 @@ import benchlib
 from benchlib import Figure
 
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
+def children_cpu_ms() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (usage.ru_utime + usage.ru_stime) * 1000
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall time, CPU time) of one run, in ms."""
+    c0 = children_cpu_ms()
     t0 = time.perf_counter()
     done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, timeout=30, check=False)
     elapsed = (time.perf_counter() - t0) * 1000
+    cpu = children_cpu_ms() - c0
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr.decode(errors='replace')}")
-    return elapsed
+    return elapsed, cpu
 
 
 def main() -> int:
@@ -46,6 +57,7 @@ def main() -> int:
     benchlib.need_root("cli_status")
     commands = {}
     samples: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     rss: dict[str, list[float]] = {}
     with benchlib.interrupts_as_exit(), tempfile.TemporaryDirectory(prefix="rsbcli-") as tmp:
         root = Path(tmp)
@@ -62,9 +74,12 @@ def main() -> int:
             for argv in commands.values():  # warm the page cache
                 timed(argv, env)
             samples = {name: [] for name in commands}
+            cpu = {name: [] for name in commands}
             for _ in range(args.trials):
                 for name, argv in commands.items():
-                    samples[name].append(timed(argv, env))
+                    wall, used = timed(argv, env)
+                    samples[name].append(wall)
+                    cpu[name].append(used)
             rss = {name: [benchlib.peak_rss_mib(argv, env)
                           for _ in range(min(3, max(args.trials, 1)))]
                    for name, argv in commands.items()}
@@ -79,6 +94,10 @@ def main() -> int:
                       "status_json_ok": status_ok}),
         Figure("`python -S -c pass` wall time", "ms", samples["python -S -c pass"],
                "python -c pass", samples["python -c pass"]),
+        Figure("`status` CPU time (user + system)", "ms", cpu["status"], "python -c pass",
+               cpu["python -c pass"],
+               extra={"python_S_ms": round(benchlib.percentile(cpu["python -S -c pass"], 50),
+                                           2)}),
         Figure("`status` peak RSS", "MiB", rss["status"], "python -c pass",
                rss["python -c pass"],
                extra={"python_S_mib": round(benchlib.percentile(rss["python -S -c pass"], 50),

@@ -10,7 +10,11 @@
 3. Per import: a fresh interpreter per module reads its own ``VmRSS``
    before and after ``import X`` (each alone, so each delta includes what X
    pulls in), and which of ``sqlite3`` / ``pyroute2.ndb`` got loaded.
-4. Whether ``pyroute2`` loads without ``sqlite3``: ``from pyroute2 import
+4. Step by step, in one fresh interpreter, in the order the daemon loads
+   them (``STEPS``): what each adds on top of the ones before, so the parts
+   add up to the daemon's own figure (shared dependencies such as ``ssl``,
+   which ``asyncio`` and ``http.client`` both load, are counted once).
+5. Whether ``pyroute2`` loads without ``sqlite3``: ``from pyroute2 import
    IPRoute`` with ``sqlite3`` blocked, then an ``IPRoute()`` dump of links in
    a throw-away namespace; and the submodule path
    ``pyroute2.iproute.linux``.
@@ -48,6 +52,32 @@ IMPORTS = {
     "remsim_supervisor.supervisor.daemon + pyroute2": (
         "import remsim_supervisor.supervisor.daemon; from pyroute2 import IPRoute"),
 }
+
+# In the daemon's order: the command line, the event loop (which loads ssl),
+# the daemon's modules (http.client comes with the IonMesh client), pyroute2
+# (with the first routing call), pyserial and the rest at the first port.
+STEPS = {
+    "click (the command line)": "import click",
+    "asyncio (and ssl)": "import asyncio",
+    "http.client (and email)": "import http.client",
+    "remsim_supervisor.supervisor.daemon": "import remsim_supervisor.supervisor.daemon",
+    "pyroute2 IPRoute (and sqlite3, ndb)": "from pyroute2 import IPRoute",
+    "serial (pyserial)": "import serial",
+}
+
+STEP_PROBE = r"""
+import json, sys
+def rss():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1])
+out = [["the interpreter (site included)", rss()]]
+for name, code in json.loads(sys.argv[1]):
+    before = rss()
+    exec(code)
+    out.append([name, rss() - before])
+print(json.dumps(out))
+"""
 
 PROBE = r"""
 import json, sys
@@ -108,6 +138,15 @@ def import_deltas() -> dict[str, dict[str, Any]]:
     return out
 
 
+def cumulative_steps() -> list[tuple[str, float]]:
+    done = subprocess.run([sys.executable, "-c", STEP_PROBE, json.dumps(list(STEPS.items()))],
+                          capture_output=True, text=True, timeout=60, cwd=benchlib.REPO,
+                          check=False)
+    if done.returncode != 0:
+        return [("error: " + (done.stderr.strip().splitlines() or ["failed"])[-1][:200], 0.0)]
+    return [(name, round(kb / 1000, 1)) for name, kb in json.loads(done.stdout)]
+
+
 def without_sqlite() -> dict[str, Any]:
     ns = f"rsbrss-{os.getpid()}-{uuid.uuid4().hex[:5]}"
     subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
@@ -136,6 +175,7 @@ def main() -> int:
     interp = [idle_interpreter_kb([]) / 1000 for _ in range(3)]
     interp_s = [idle_interpreter_kb(["-S"]) / 1000 for _ in range(3)]
     deltas = import_deltas()
+    steps = cumulative_steps()
     no_sqlite = without_sqlite()
     figures = [
         Figure("daemon RSS (lab, heartbeat running)", "MB", samples,
@@ -149,7 +189,11 @@ def main() -> int:
             figures.append(Figure(f"import {name}: RSS delta", "MB", [float(got["delta_mb"])],
                                   note=f"sqlite3 loaded: {got['sqlite3']}, "
                                        f"pyroute2.ndb loaded: {got['ndb']}"))
-    benchlib.emit("daemon_rss", figures, args.json, imports=deltas,
+    for name, mb in steps:
+        figures.append(Figure(f"step: {name}", "MB", [mb],
+                              note="in one interpreter, on top of the steps above"))
+    benchlib.emit("daemon_rss", figures, args.json, imports=deltas, steps=steps,
+                  steps_total_mb=round(sum(mb for _name, mb in steps), 1),
                   pyroute2_without_sqlite3=no_sqlite)
     return 0
 

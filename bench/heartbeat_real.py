@@ -21,6 +21,12 @@ The target is for the average over a day (1,440 heartbeats at 60 s); the
 lab runs ``--trials`` heartbeats at 1 s, so a daemon that sends ``stats``
 every Nth heartbeat needs ``--trials`` well above N for the mean to show it.
 
+The daemon's own account, checked against the wire in the same run: its
+``status`` (``heartbeat.bytes_per_heartbeat``, the mean of its last 60
+heartbeats, and ``projected_bytes_30d``) read right after the last sample,
+beside the wire's mean over the same last heartbeats and that mean scaled
+to 30 days at the daemon's interval.
+
     python bench/heartbeat_real.py [--trials 60] [--json]
 """
 
@@ -129,6 +135,8 @@ def main() -> int:
             body = got[-1].raw_body
             bodies.append(len(body))
             with_stats += b'"stats"' in body or b'"modem_info"' in body
+        account = lab.rig.status()["heartbeat"]
+        behind = len(beats()) - n  # heartbeats the daemon counted after the last sample
         # Killed, not stopped: an orderly stop would unregister the client the floor uses.
         daemon = lab.rig.daemon
         daemon.kill()
@@ -171,7 +179,21 @@ def main() -> int:
                     extra={"mean_json_body": round(sum(bodies) / max(len(bodies), 1), 1),
                            "floor_json_body": floor_body,
                            "with_stats_or_modem_info": with_stats})
-    benchlib.emit("heartbeat_real", [figure], args.json, tracebacks=tracebacks)
+    # The daemon's window (its last 60) against the wire's mean over the same heartbeats.
+    window = ours[-60:] if behind == 0 and len(ours) >= 60 else []
+    wire_mean = sum(window) / len(window) if window else float("nan")
+    interval = float(account.get("interval_s") or 1.0)
+    own = Figure("the daemon's bytes_per_heartbeat (status)", "B",
+                 [float(account.get("bytes_per_heartbeat") or 0)],
+                 f"the wire's mean over the same {len(window)} heartbeats" if window else "",
+                 [wire_mean] if window else [],
+                 note=("" if window else "not compared: a heartbeat came in meanwhile, "
+                       "or fewer than 60 trials"),
+                 extra={"projected_bytes_30d": account.get("projected_bytes_30d"),
+                        "wire_projected_30d": (round(wire_mean * 30 * 86400 / interval)
+                                               if window else None),
+                        "interval_s": interval})
+    benchlib.emit("heartbeat_real", [figure, own], args.json, tracebacks=tracebacks)
     return 0
 
 

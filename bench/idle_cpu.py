@@ -9,9 +9,12 @@ window (``--seconds``, default 60) cut into ``--trials`` equal parts:
 
 * CPU: the user and system time of every thread of the daemon
   (``/proc/PID/stat``, threads that ended inside the window included);
-* wakeups: voluntary and involuntary context switches summed over the
-  daemon's threads (``/proc/PID/task/*/status``; a thread that started and
-  ended inside a part is not seen, one that started is counted whole);
+* wakeups: voluntary context switches summed over the daemon's threads
+  (``/proc/PID/task/*/status``; a thread that started and ended inside a
+  part is not seen, one that started is counted whole): each is the daemon
+  going to sleep and so being woken again. Involuntary switches (a thread
+  preempted while it ran) are counted beside them: they grow with the
+  machine's load, not with what the daemon does;
 * memory at the end (VmRSS, VmHWM).
 
 The limit, beside it over the same window: an idle asyncio loop with a
@@ -49,8 +52,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def switches(pid: int) -> dict[str, int]:
-    """Context switches (voluntary + involuntary) per live thread."""
+def switches(pid: int, kinds: tuple[str, ...] = ("voluntary_ctxt_switches",)
+             ) -> dict[str, int]:
+    """Context switches of ``kinds`` (voluntary: the wake-ups) per live thread."""
     out = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
@@ -59,10 +63,13 @@ def switches(pid: int) -> dict[str, int]:
             continue  # ended meanwhile
         n = 0
         for line in text.splitlines():
-            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+            if line.startswith(kinds):
                 n += int(line.split()[1])
         out[task.name] = n
     return out
+
+
+PREEMPTED = ("nonvoluntary_ctxt_switches",)
 
 
 def woke(before: dict[str, int], after: dict[str, int]) -> int:
@@ -80,7 +87,7 @@ def main() -> int:
     benchlib.need_root("idle_cpu")
     trials = max(args.trials, 1)
     part = args.seconds / trials
-    cpu, wakeups, ref_cpu, ref_wakeups = [], [], [], []
+    cpu, wakeups, ref_cpu, ref_wakeups, preempted = [], [], [], [], []
     with benchlib.interrupts_as_exit(), benchlib.lab_daemon("rsbidle", interval=60) as lab:
         ref = subprocess.Popen([sys.executable, "-c", IDLE_LOOP])
         try:
@@ -91,12 +98,15 @@ def main() -> int:
             t_start = time.monotonic()
             for _ in range(trials):
                 c0, s0, t0 = cpu_seconds(pid), switches(pid), time.monotonic()
+                p0 = switches(pid, PREEMPTED)
                 r0, rs0 = cpu_seconds(ref.pid), switches(ref.pid)
                 time.sleep(part)
                 c1, s1, t1 = cpu_seconds(pid), switches(pid), time.monotonic()
+                p1 = switches(pid, PREEMPTED)
                 r1, rs1 = cpu_seconds(ref.pid), switches(ref.pid)
                 cpu.append(100.0 * (c1 - c0) / (t1 - t0))
                 wakeups.append(woke(s0, s1) / (t1 - t0))
+                preempted.append(woke(p0, p1) / (t1 - t0))
                 ref_cpu.append(100.0 * (r1 - r0) / (t1 - t0))
                 ref_wakeups.append(woke(rs0, rs1) / (t1 - t0))
             window = time.monotonic() - t_start
@@ -120,6 +130,8 @@ def main() -> int:
         Figure(f"idle wakeups per second ({part:g} s parts)", "/s", wakeups,
                "an idle asyncio loop, same window", ref_wakeups, target=1.0,
                target_on_mean=True, target_text="mean <= 1 /s"),
+        Figure(f"involuntary switches per second ({part:g} s parts)", "/s", preempted,
+               note="preemptions: they follow the machine's load, not the daemon"),
     ]
     benchlib.emit("idle_cpu", figures, args.json, **context)
     return 0

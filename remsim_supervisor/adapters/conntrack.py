@@ -231,7 +231,7 @@ class _Ctnetlink:
                 data = self.sock.recv(65536)
             except TimeoutError:
                 raise ConntrackError(
-                    f"the kernel did not answer a conntrack request within {_TIMEOUT_S:.0f} s"
+                    f"the kernel did not answer a conntrack request within {_TIMEOUT_S:g} s"
                 ) from None
             except OSError as exc:
                 raise ConntrackError(_explain("read conntrack replies", exc.errno or 0)) from None

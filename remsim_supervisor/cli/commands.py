@@ -14,7 +14,6 @@ need them: ``status`` and the hotplug hand-off must start fast on a router.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -130,6 +129,10 @@ def run(config_path: str, log_stderr: bool) -> None:
     logsetup.set_level(config.supervisor.log_level)
     if not config.supervisor.enabled:
         log.info("disabled in %s (supervisor.enabled is 0); not starting", config_path)
+        # Under systemd (Type=notify) an exit before READY=1 is a failed start.
+        from remsim_supervisor.adapters.sdnotify import SdNotify
+
+        SdNotify.from_environ(os.environ).ready("disabled in the configuration")
         return
     from remsim_supervisor.supervisor.daemon import StartupError, run_daemon
 
@@ -163,19 +166,9 @@ def check_config(config_path: str) -> None:
               help="Show IMEI, IMSI and ICCID in full (masked otherwise).")
 def status(config_path: str, as_json: bool, show_identifiers: bool) -> None:
     """Show the running daemon's state."""
-    from remsim_supervisor.supervisor.statusview import mask_identifiers, render
+    from remsim_supervisor.cli.status import show
 
-    answer = ask(config_path, {"cmd": "status"})
-    if not answer.get("ok"):
-        fail(str(answer.get("error", "the daemon refused the request")), 1)
-    state = answer["status"]
-    if not show_identifiers:
-        state = mask_identifiers(state)
-    if as_json:
-        click.echo(json.dumps(state, indent=2, sort_keys=True))
-        return
-
-    click.echo(render(state))
+    sys.exit(show(config_path, as_json, show_identifiers))
 
 
 @cli.group()

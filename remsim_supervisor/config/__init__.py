@@ -32,28 +32,57 @@ The parts, one job each:
 
 from __future__ import annotations
 
-from remsim_supervisor.config.env import Environment, HookError
-from remsim_supervisor.config.loader import load, parse_config
-from remsim_supervisor.config.options import SECTIONS
-from remsim_supervisor.config.types import (
-    DEFAULT_PATH,
-    ENVIRONMENT,
-    LOG_LEVELS,
-    MAPPING_MODES,
-    ROLES,
-    Config,
-    ConfigError,
-    EscalationConfig,
-    GpioSpec,
-    IonmeshConfig,
-    ModemConfig,
-    NotifyConfig,
-    Problem,
-    RoutingConfig,
-    SupervisorConfig,
-    mask_secret,
-    models,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from remsim_supervisor.config.env import Environment, HookError
+    from remsim_supervisor.config.loader import load, parse_config
+    from remsim_supervisor.config.options import SECTIONS
+    from remsim_supervisor.config.types import (
+        DEFAULT_PATH,
+        ENVIRONMENT,
+        LOG_LEVELS,
+        MAPPING_MODES,
+        ROLES,
+        Config,
+        ConfigError,
+        EscalationConfig,
+        GpioSpec,
+        IonmeshConfig,
+        ModemConfig,
+        NotifyConfig,
+        Problem,
+        RoutingConfig,
+        SupervisorConfig,
+        mask_secret,
+        models,
+    )
+
+# The names above load their module when first asked for, not when the package
+# is imported: a command that needs one part (``status`` reads the control
+# socket's path with ``uci.py`` alone) does not pay for all of them.
+_HOMES = {
+    "Environment": "env", "HookError": "env",
+    "load": "loader", "parse_config": "loader",
+    "SECTIONS": "options",
+    **{name: "types" for name in (
+        "DEFAULT_PATH", "ENVIRONMENT", "LOG_LEVELS", "MAPPING_MODES", "ROLES", "Config",
+        "ConfigError", "EscalationConfig", "GpioSpec", "IonmeshConfig", "ModemConfig",
+        "NotifyConfig", "Problem", "RoutingConfig", "SupervisorConfig", "mask_secret",
+        "models")},
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_PATH",

@@ -3,7 +3,12 @@
 * :class:`WireUsage`: the bytes each acknowledged heartbeat put on the wire
   (the HTTP text the client counted, plus TCP/IP headers, plus a handshake
   when it had to connect), their total, and the projection over 30 days
-  against ``supervisor.data_budget_mb``.
+  against ``supervisor.data_budget_mb``. The projection is the mean of the
+  last :data:`~remsim_supervisor.core.cadence.INFO_EVERY` heartbeats: one
+  whole round of the rule that sends ``stats`` with every 10th and
+  ``modem_info`` with every 60th, so a steady router's projection is its
+  long-run average, not a window that holds a ``modem_info`` one time in
+  three.
 * :func:`read_stats`: uptime from ``/proc``, the carrying modem's signal and
   data counters from ``/sys``, and its identity, for the heartbeat's
   ``stats`` and ``modem_info``.
@@ -13,11 +18,12 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from remsim_supervisor.core.cadence import INFO_EVERY
 from remsim_supervisor.core.ionmesh import Exchange
 
 log = logging.getLogger("remsim_supervisor.supervisor.heartbeat")
@@ -52,13 +58,16 @@ def wire_bytes(exchange: Exchange) -> int:
 
 
 class WireUsage:
-    """The last 20 heartbeats' bytes, the total since the start, and the budget warning."""
+    """The last heartbeats' bytes (one round of the cadence rule), the total since
+    the start, and the budget warning."""
 
     def __init__(self, budget_mb: float | None = None) -> None:
         self.budget_mb = budget_mb
-        self.recent: deque[int] = deque(maxlen=20)
+        self.recent: deque[int] = deque(maxlen=INFO_EVERY)
         self.total = 0
         self.budget_warned = False
+        # told after each acknowledged heartbeat is recorded (the status publisher)
+        self.on_record: Callable[[], None] | None = None
 
     def record(self, exchange: Exchange, interval: float) -> int:
         """One acknowledged heartbeat's exchange; warns once when the budget is overrun."""
@@ -76,6 +85,8 @@ class WireUsage:
                     projected / 1e6,
                     budget,
                 )
+        if self.on_record is not None:
+            self.on_record()
         return wire
 
     def per_beat(self) -> int | None:

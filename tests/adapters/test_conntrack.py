@@ -273,3 +273,19 @@ def test_without_root_it_says_run_as_root(lab: Lab) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "cannot read conntrack entries: not permitted (run as root)"
     assert len(lab.to(D1)) == 3
+
+
+def test_a_kernel_that_does_not_answer_is_named_in_one_line(mocker: MockerFixture) -> None:
+    """A socket whose peer never answers stands in for a wedged ctnetlink socket:
+    the flush ends after its bound with a line that says what timed out."""
+    mine, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    mocker.patch.object(conntrack, "_open_socket", return_value=mine)
+    mocker.patch.object(conntrack, "_TIMEOUT_S", 0.2)
+    try:
+        with pytest.raises(ConntrackError) as raised:
+            flush_conntrack([D1])
+        assert str(raised.value) == ("the kernel did not answer a conntrack request "
+                                     "within 0.2 s")
+    finally:
+        peer.close()
+        mine.close()

@@ -27,7 +27,7 @@ import * as uloop from 'uloop';
 const CLI = '/usr/bin/remsim-supervisor';
 const STATE_DIR = getenv('REMSIM_SUPERVISOR_STATE_DIR') || '/var/run/remsim-supervisor';
 const STATUS_FILE = STATE_DIR + '/status.json';
-const STALE_AFTER_S = 30;       // the daemon rewrites the file every 5 s
+const STALE_AFTER_S = 30;       // the daemon rewrites the file every 20 s at least
 const STATUS_MAX_BYTES = 1048576;
 const OUTPUT_MAX_BYTES = 65536;
 const RESET_TIMEOUT_S = 15;     // the CLI's --timeout: below DEADLINE_MS
