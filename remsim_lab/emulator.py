@@ -270,7 +270,15 @@ class ModemModel:
         self.booted = False
         self._sim_blocked = False  # PUK needed; survives reboots like a real SIM
         self._line = bytearray()
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[tuple[bytes, int]] = deque()  # (line, AT port)
+        # Further AT ports (1, 2, ...) share the modem but keep their own line
+        # buffer and V.250 settings; their replies go back on them, while URCs
+        # stay on the main port (0), as a modem's URC port setting does.
+        self._lines: dict[int, bytearray] = {}
+        self._port_settings: dict[int, tuple[bool, bool, bool, int]] = {}
+        self._serving = 0
+        #: Every command line received, with the port (0: main) it came on.
+        self.commands_by_port: list[tuple[int, str]] = []
         self._busy = False
         self._held: list[str] | None = None
         self._power_gen = 0
@@ -301,6 +309,9 @@ class ModemModel:
         self._last_reg: dict[str, tuple[int, str]] = {}
         self._line.clear()
         self._queue.clear()
+        self._lines.clear()
+        self._port_settings.clear()
+        self._serving = 0
         self._busy = False
         self._held = None
 
@@ -329,28 +340,31 @@ class ModemModel:
 
     # --------------------------------------------------------------- input
 
-    def receive(self, data: bytes) -> None:
-        """Bytes from the client, in whatever pieces they arrive."""
+    def receive(self, data: bytes, port: int = 0) -> None:
+        """Bytes from the client on AT port ``port`` (0: the main one), in any pieces."""
         gen = self._power_gen
+        buf = self._line if port == 0 else self._lines.setdefault(port, bytearray())
         for byte in data:
             if gen != self._power_gen:
                 return  # a command reset the modem: the rest is lost
             if byte in (0x0D, 0x0A):  # CR ends a line; so does a lone LF
-                if self._line:
-                    line = bytes(self._line)
-                    self._line.clear()
-                    self._line_received(line)
+                if buf:
+                    line = bytes(buf)
+                    buf.clear()
+                    self._line_received(line, port)
             elif byte == 0x08:  # backspace edits the line (S5)
-                if self._line:
-                    self._line.pop()
-            elif len(self._line) < _MAX_LINE:
-                self._line.append(byte)
+                if buf:
+                    buf.pop()
+            elif len(buf) < _MAX_LINE:
+                buf.append(byte)
 
-    def _line_received(self, raw: bytes) -> None:
+    def _line_received(self, raw: bytes, port: int = 0) -> None:
         text = raw.decode("latin-1").strip()
         if len(self.commands) >= _MAX_COMMANDS:
             del self.commands[: _MAX_COMMANDS // 2]
+            del self.commands_by_port[: len(self.commands_by_port) // 2]
         self.commands.append(text)
+        self.commands_by_port.append((port, text))
         if self.silent or not self.booted:
             log.debug(
                 "%s dropped %r (silent=%s booted=%s)",
@@ -363,15 +377,31 @@ class ModemModel:
             # A real modem handles one command at a time; what arrives while
             # it works waits (and, behind AT+COPS=?, waits a long time).
             if len(self._queue) < _MAX_QUEUED:
-                self._queue.append(raw)
+                self._queue.append((raw, port))
         else:
-            self._execute(raw)
+            self._execute(raw, port)
 
     def _pump(self) -> None:
         while not self._busy and self._queue and self.booted:
-            self._execute(self._queue.popleft())
+            self._execute(*self._queue.popleft())
 
-    def _execute(self, raw: bytes) -> None:
+    def _execute(self, raw: bytes, port: int = 0) -> None:
+        if port == 0:
+            self._execute_on_main(raw)
+            return
+        # Another AT port: its own V.250 settings, its replies back on it.
+        main = (self.echo, self.verbose, self.quiet, self.cmee)
+        self.echo, self.verbose, self.quiet, self.cmee = self._port_settings.get(
+            port, (self.echo_default, True, False, 0))
+        self._serving = port
+        try:
+            self._execute_on_main(raw)
+        finally:
+            self._serving = 0
+            self._port_settings[port] = (self.echo, self.verbose, self.quiet, self.cmee)
+            self.echo, self.verbose, self.quiet, self.cmee = main
+
+    def _execute_on_main(self, raw: bytes) -> None:
         if self.echo:
             self._write(raw + b"\r")
         text = raw.decode("latin-1")
@@ -398,14 +428,18 @@ class ModemModel:
                 break
         out += self._frame_final(ok, cme)
         held, self._held = self._held, None
-        for line in held:
-            out += self._frame_urc(line)
+        urcs = b"".join(self._frame_urc(line) for line in held)
+        if self._serving == 0:
+            out, urcs = out + urcs, b""
         log.debug("%s %r -> %r", self.dialect.name, text, bytes(out))
         self._respond(bytes(out), max(self.reply_delay, busy), thens)
+        if urcs:
+            self._write(urcs, 0)  # URCs go to the main port, whoever asked
 
     def _respond(self, out: bytes, delay: float, thens: list[Callable[[], None]]) -> None:
+        port = self._serving
         if delay <= 0:
-            self._write(out)
+            self._write(out, port)
             for fn in thens:
                 fn()
             return
@@ -413,7 +447,7 @@ class ModemModel:
 
         def finish() -> None:
             self._busy = False
-            self._write(out)
+            self._write(out, port)
             for fn in thens:
                 fn()
             self._pump()
@@ -446,9 +480,16 @@ class ModemModel:
     def _frame_urc(self, line: str) -> bytes:
         return (f"\r\n{line}\r\n" if self.verbose else f"{line}\r\n").encode("latin-1")
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, port: int | None = None) -> None:
+        """To the port whose command is served (``port``), else the main one."""
         if data and not self.silent:
-            self._host.write(data)
+            port = self._serving if port is None else port
+            if port == 0:
+                self._host.write(data)
+            else:
+                write_port = getattr(self._host, "write_port", None)
+                if write_port is not None:
+                    write_port(port, data)
 
     def send_raw(self, data: bytes) -> None:
         """Bytes on the line as they are (garbage, line noise)."""
@@ -459,7 +500,7 @@ class ModemModel:
         if self._held is not None:
             self._held.append(line)
         else:
-            self._write(self._frame_urc(line))
+            self._write(self._frame_urc(line), 0)  # the URC port: the main one
 
     def _urcs(self, lines: Iterable[str]) -> None:
         for line in lines:
@@ -1108,6 +1149,9 @@ class _PtyHost:
     def write(self, data: bytes) -> None:
         self._emu._write_locked(data)
 
+    def write_port(self, port: int, data: bytes) -> None:
+        self._emu._write_port_locked(port, data)
+
     def call_later(self, delay: float, fn: Callable[[], None]) -> None:
         self._emu._call_later_locked(delay, fn)
 
@@ -1147,9 +1191,15 @@ class ModemEmulator:
         imei: str = "867698041234561",
         imsi: str = "001010123456789",
         iccid: str = "8944000012345678904",
+        extra_links: Sequence[str | os.PathLike[str]] = (),
     ) -> None:
         self.dialect: Dialect = get_dialect(dialect)
         self._link: str | None = os.fspath(link) if link is not None else None
+        #: Further AT ports of the same modem (1, 2, ...), each on its own pty
+        #: behind these links: replies come back on the port asked, URCs only
+        #: on the main one (``ModemModel.commands_by_port`` says which asked).
+        self.extra_links: list[str] = [os.fspath(x) for x in extra_links]
+        self._extra: dict[int, tuple[int, int, str]] = {}  # port -> (master, slave, path)
         #: Port absence on soft reset / hardware_reset() (real: dialect.typical_reset_down_s).
         self.reset_down_s = reset_down_s
         self._lock = threading.RLock()
@@ -1219,6 +1269,12 @@ class ModemEmulator:
     @property
     def link(self) -> str | None:
         return self._link
+
+    @property
+    def extra_slave_paths(self) -> dict[int, str]:
+        """The /dev/pts/N of each further AT port (1, 2, ...) while plugged."""
+        with self._lock:
+            return {port: path for port, (_m, _s, path) in self._extra.items()}
 
     @property
     def slave_path(self) -> str | None:
@@ -1554,9 +1610,14 @@ class ModemEmulator:
 
     # ----------------------------------------------- host side of the model
 
-    def _write_locked(self, data: bytes) -> int:
+    def _write_port_locked(self, port: int, data: bytes) -> int:
+        """Push bytes into a further AT port's master (see _write_locked)."""
+        extra = self._extra.get(port)
+        return self._write_locked(data, extra[0]) if extra is not None else 0
+
+    def _write_locked(self, data: bytes, fd: int | None = None) -> int:
         """Push bytes into the master; never block. Returns the bytes it took."""
-        fd = self._master
+        fd = self._master if fd is None else fd
         if fd is None:
             return 0
         view = memoryview(data)
@@ -1664,6 +1725,8 @@ class ModemEmulator:
         # look like a USB tty nobody opened (output simply goes nowhere).
         self._master, self._slave, self._slave_path = master, slave, path
         self._last_slave_path = path
+        for port, extra_link in enumerate(self.extra_links, 1):
+            self._extra[port] = _open_pty(extra_link)
         log.info(
             "%s: port up at %s%s",
             self.dialect.name,
@@ -1691,6 +1754,11 @@ class ModemEmulator:
         self._slave_path = None
         if self._link is not None and path is not None:
             _remove_link(self._link, path)
+        for port, (extra_master, extra_slave, extra_path) in sorted(self._extra.items()):
+            _close_quietly(extra_master)
+            _close_quietly(extra_slave)
+            _remove_link(self.extra_links[port - 1], extra_path)
+        self._extra.clear()
         log.info("%s: port %s gone", self.dialect.name, path)
         if notify and self.on_unplug is not None:
             self._deferred.append(self.on_unplug)
@@ -1755,12 +1823,15 @@ class ModemEmulator:
                     return
                 timeout = self._next_timeout_locked()
                 master, wake = self._master, self._wake_r
+                extras = {m: port for port, (m, _s, _p) in self._extra.items()}
             if wake is None:
                 return
             poller = select.poll()
             poller.register(wake, select.POLLIN)
             if master is not None:
                 poller.register(master, select.POLLIN)
+            for fd in extras:
+                poller.register(fd, select.POLLIN)
             try:
                 events = dict(poller.poll(timeout * 1000.0))
             except OSError as e:  # EINTR or an fd closed under us
@@ -1779,6 +1850,12 @@ class ModemEmulator:
                         data = _read_nonblocking(master)
                         if data:
                             self._model.receive(data)
+                    for fd, port in extras.items():
+                        now = self._extra.get(port)
+                        if fd in events and now is not None and now[0] == fd:
+                            data = _read_nonblocking(fd)
+                            if data:
+                                self._model.receive(data, port)
                 except Exception:
                     log.exception("%s: emulator error", self.dialect.name)
                 self._cond.notify_all()
@@ -1786,6 +1863,21 @@ class ModemEmulator:
 
 
 # ----------------------------------------------------------------- helpers
+
+
+def _open_pty(link: str) -> tuple[int, int, str]:
+    """A raw pty pair behind ``link``, its master non-blocking: (master, slave, path)."""
+    master, slave = os.openpty()
+    try:
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        path = os.ttyname(slave)
+        _make_link(link, path)
+    except BaseException:
+        _close_quietly(master)
+        _close_quietly(slave)
+        raise
+    return master, slave, path
 
 
 def _close_quietly(fd: int) -> None:

@@ -95,6 +95,10 @@ class FoundModem:
     sysfs_device: str  # device directory (its ``authorized`` file re-authorises USB)
     never_open_ttys: tuple[str, ...] = ()  # ports that must never be opened (diag, debug)
     bus: str = "usb"
+    #: Device paths of the ports known to speak AT, in the order to use them
+    #: (main, secondary, the composition's other AT ports): the next one is
+    #: used while a program holds the one before (``vendors.ports.PortRoles``).
+    at_ports: tuple[str, ...] = ()
 
     @property
     def usb_id(self) -> tuple[int, int]:
@@ -388,6 +392,7 @@ class Discovery:
             sysfs_device=devdir,
             never_open_ttys=roles.never_open,
             bus=bus,
+            at_ports=tuple(self.device_for_tty(n) for n in roles.at_ports),
         )
 
 

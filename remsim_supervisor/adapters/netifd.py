@@ -3,7 +3,9 @@
 A modem section names netifd's logical interface (``option interface
 'wwan'``); the Linux device that carries its data and its routes is
 netifd's ``l3_device`` (``wwan0``, or ``wwan_4``'s device with proto qmi,
-``usb0`` for ECM/RNDIS). The daemon learns it two ways:
+``usb0`` for ECM/RNDIS, and for a dial-up modem (proto ``3g`` or ``ppp``) the
+PPP unit pppd brings up, ``3g-wan`` or ``ppp-wan``, which exists only while
+the session is up). The daemon learns it two ways:
 
 * at start and on demand, from ``ubus call network.interface.NAME status``
   (when ``ubus`` exists: OpenWrt; elsewhere there is no netifd to ask; the
@@ -52,4 +54,5 @@ def l3_device(interface: str, ubus: str | None) -> str | None:
         log.warning("ubus gave an unreadable status for interface %s", interface)
         return None
     device = status.get("l3_device") or status.get("device") if isinstance(status, dict) else None
-    return device if isinstance(device, str) and device else None
+    # A tty path (``/dev/ttyUSB0``: a dial-up proto's port) is never a network device.
+    return device if isinstance(device, str) and device and "/" not in device else None

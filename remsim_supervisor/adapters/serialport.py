@@ -9,8 +9,9 @@ read into ``EIO``. So:
 * pyserial opens and configures the port (raw, 115200, DTR set, which some
   modems' QMI interfaces need) with ``exclusive=True`` (``flock``), and UUCP
   lock files in ``/var/lock`` are honoured: a port that smsd, a dialler or
-  another program holds is reported, not fought over. Our own lock file is
-  written while we hold the port.
+  another program holds is reported, not fought over (with who holds it:
+  :mod:`~remsim_supervisor.adapters.portlock`; a port a live lock file names
+  is never opened). Our own lock file is written while we hold the port.
 * After opening, the file descriptor is non-blocking. Reads come through the
   event loop's ``add_reader``; writes are non-blocking and wait for the fd to
   become writable only up to the command's timeout.
@@ -41,16 +42,21 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
+from remsim_supervisor.adapters.portlock import DEFAULT_LOCK_DIR as DEFAULT_LOCK_DIR
+from remsim_supervisor.adapters.portlock import Holder as Holder
+from remsim_supervisor.adapters.portlock import PortBusy as PortBusy
+from remsim_supervisor.adapters.portlock import PortError as PortError
+from remsim_supervisor.adapters.portlock import UucpLock as UucpLock
+from remsim_supervisor.adapters.portlock import exclusive_holder, tiocexcl_holder
+from remsim_supervisor.adapters.portlock import pid_alive as pid_alive
 from remsim_supervisor.core.at import AtEngine, Noise, Overflow, Response, Urc
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_LOCK_DIR = "/var/lock"
 CLOSE_WAIT_S = 1.0
 OPEN_TIMEOUT_S = 5.0
 READ_SIZE = 16384
@@ -61,14 +67,6 @@ MAX_BYTES_PER_S = 32 * 1024
 BURST_BYTES = 64 * 1024
 #: Least seconds between two log lines about one port's dropped bytes.
 DROP_LOG_INTERVAL_S = 60.0
-
-
-class PortError(Exception):
-    """The port cannot be used; the message is one line that says why."""
-
-
-class PortBusy(PortError):
-    """Another program holds the port (a UUCP lock file or an exclusive flock)."""
 
 
 class PortGone(PortError):
@@ -135,99 +133,25 @@ class ByteBudget:
         return count
 
 
-def pid_alive(pid: int) -> bool:
-    """Is a process with this pid alive (also when it is another user's)?"""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _process_name(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return "?"
-
-
-class UucpLock:
-    """A UUCP-style lock file (``LCK..ttyUSB2`` holding the owner's pid).
-
-    The lock name follows the device the path finally points at, so a lab
-    symlink and the pty it names share one lock, as minicom and smsd see it.
-    """
-
-    def __init__(self, device: str, lock_dir: str = DEFAULT_LOCK_DIR) -> None:
-        real = os.path.realpath(device)
-        name = real[len("/dev/") :] if real.startswith("/dev/") else os.path.basename(real)
-        self.path = os.path.join(lock_dir, "LCK.." + name.replace("/", "_"))
-        self.held = False
-
-    def owner(self) -> int | None:
-        """The live pid holding the lock (possibly ours), or None (no lock, or stale)."""
-        try:
-            text = Path(self.path).read_bytes()[:64]
-        except OSError:
-            return None
-        try:
-            pid = int(text.decode("ascii", "replace").strip() or "0")
-        except ValueError:
-            # Binary (old-style) or garbage lock: treat it as held by somebody
-            # we cannot name, rather than deleting another program's lock.
-            return -1
-        return pid if pid_alive(pid) else None
-
-    def acquire(self) -> None:
-        owner = self.owner()
-        if owner is not None:
-            who = (
-                "this process"
-                if owner == os.getpid()
-                else f"pid {owner} ({_process_name(owner)})"
-                if owner > 0
-                else "an unknown program"
-            )
-            raise PortBusy(f"held by {who}: lock file {self.path}")
-        try:
-            # A stale lock (dead owner) is replaced; O_EXCL would refuse it.
-            if os.path.exists(self.path):
-                os.unlink(self.path)
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError as exc:
-            raise PortBusy(f"lock file {self.path} appeared while opening") from exc
-        except OSError as exc:
-            # No writable lock directory (a bare test machine): carry on without
-            # one; flock still keeps two openers of ours apart.
-            log.debug("no UUCP lock at %s: %s", self.path, exc)
-            return
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid():10d}\n")
-        self.held = True
-
-    def release(self) -> None:
-        if self.held:
-            self.held = False
-            try:
-                if self.owner() == os.getpid():
-                    os.unlink(self.path)
-            except OSError:
-                pass
-
-
 def _open_serial(path: str, baudrate: int) -> object:
     import serial  # pyserial; imported here so short commands do not pay for it
 
+    if os.geteuid() == 0 and (held := tiocexcl_holder(path)) is not None:
+        raise PortBusy(f"another program has {path} open exclusively (TIOCEXCL)"
+                       f"{held.suffix()}", held)
     try:
         port = serial.Serial(path, baudrate=baudrate, timeout=0, write_timeout=0, exclusive=True)
     except serial.SerialException as exc:
         text = str(exc)
         if "exclusively lock" in text or "Resource temporarily unavailable" in text:
-            raise PortBusy(f"another program has {path} open exclusively") from exc
+            holder = exclusive_holder(path, "exclusive lock")
+            raise PortBusy(f"another program has {path} open exclusively"
+                           f"{holder.suffix()}", holder) from exc
+        if getattr(exc, "errno", None) == errno.EBUSY or "Device or resource busy" in text:
+            # TIOCEXCL: the kernel refuses every further open of the tty.
+            holder = exclusive_holder(path, "exclusive open")
+            raise PortBusy(f"another program has {path} open exclusively (TIOCEXCL)"
+                           f"{holder.suffix()}", holder) from exc
         if isinstance(exc.__context__, FileNotFoundError) or "No such file" in text:
             raise PortGone(f"{path} does not exist") from exc
         raise PortError(f"cannot open {path}: {text.splitlines()[0] if text else exc!r}") from exc

@@ -12,7 +12,7 @@ The loop, per modem:
    / ``usb_id`` to the AT tty by interface number. Nothing there: ``absent``,
    look again after ``rescan_interval`` or at once on a hotplug event.
 2. *Open* the port (exclusive, lock files honoured); a port another program
-   holds is reported and left alone.
+   holds is left alone and the modem's next AT port used (``atports.py``).
 3. *Probe*: ``AT`` until it answers, echo off, verbose errors on, identify
    (``+CGMI``/``+CGMM``/``+CGMR``), choose the vendor profile, send its init
    commands, read IMEI, SIM state, IMSI and ICCID.
@@ -46,7 +46,6 @@ from remsim_supervisor.adapters.serialport import (
     AtChannel,
     AtTimeout,
     ByteBudget,
-    PortBusy,
     PortError,
     PortGone,
     SerialPort,
@@ -72,6 +71,7 @@ from remsim_supervisor.core.parse.sim import (
     parse_imsi,
 )
 from remsim_supervisor.core.urc import Urc
+from remsim_supervisor.supervisor.atports import PortPicker, port_order
 from remsim_supervisor.vendors import (
     ANY_URCS,
     ModemProfile,
@@ -114,6 +114,7 @@ class ModemRunner:
         self._refresh_sim = False
         self._refresh_net = False
         self._probing = False
+        self.ports = PortPicker(cfg.name, self.log, settings.lock_dir)
 
     # -- facts and actions ------------------------------------------------
 
@@ -194,26 +195,22 @@ class ModemRunner:
             while True:
                 path, why = self._locate()
                 if path is None:
+                    self.ports.forget()
                     self.apply(m.NotFound(why))
                     await self._pause(self.settings.rescan_interval)
                     continue
-                port = SerialPort(path, lock_dir=self.settings.lock_dir)
-                try:
-                    await port.open()
-                except PortBusy as exc:
-                    self.apply(m.NotFound(f"AT port {path} {exc}"))
-                    await self._pause(self.settings.busy_rescan_interval)
-                    continue
-                except PortError as exc:
-                    self.apply(m.NotFound(str(exc)))
-                    await self._pause(self.settings.rescan_interval)
+                port, why = await self.ports.open(port_order(path, self.found))
+                if port is None:  # held by other programs (atports.py), or unusable
+                    self.apply(m.NotFound(why))
+                    await self._pause(self.settings.busy_rescan_interval if self.ports.held
+                                      else self.settings.rescan_interval)
                     continue
                 self.port = port
                 self.channel = AtChannel(port, on_urc=self._on_urc, budget=self.budget,
                                          name=self.name)
                 # Until the modem says what it is, any profile's URC may come.
                 self.channel.engine.use_urcs(ANY_URCS)
-                self.apply(m.PortOpened(path))
+                self.apply(m.PortOpened(port.path))
                 device = self.data_device
                 if device and device in self.link_state:
                     self.apply(m.LinkChanged(self.link_state[device]))
@@ -469,7 +466,7 @@ class ModemRunner:
         )
 
     def status(self) -> dict[str, Any]:
-        return self.snapshot().as_status()
+        return {**self.snapshot().as_status(), **self.ports.status(self.facts.at_port)}
 
 
 def _lines(r: Response | None) -> list[str]:

@@ -16,7 +16,9 @@ implementation of :class:`~remsim_supervisor.supervisor.actions.ModemActions`:
 * ``reroute`` is the heartbeat's, handed in.
 
 A change of a modem's state is reported to ``on_change`` (the guardian wakes
-on it): :class:`WatchedRunner` is the owner task that says so.
+on it): :class:`WatchedRunner` is the owner task that says so. A modem whose
+every AT port other programs hold is offered to the guardian with no
+capability and no interface: it takes no step on it (``atports.py``).
 """
 
 from __future__ import annotations
@@ -115,14 +117,20 @@ class Modems:
         caps = set(self.lines[name].capabilities) if name in self.lines else set()
         if self._authorized_file(runner) is not None:
             caps.add("usb")
+        held = runner.ports.all_held and runner.channel is None
         return ModemSnapshot(
             name=name,
             role=runner.cfg.role,
             model=runner.facts.profile or runner.cfg.model,
             state=runner.facts.state,
             at_port=runner.channel is not None,
-            capabilities=frozenset(caps),
-            interface=runner.cfg.interface,
+            # Every AT port held by other programs (smsd, pppd): they work the
+            # modem, so no reset is offered on it, nor an ifup that would cut
+            # a session whose link is up (a link that is down has no session
+            # to cut: ifup restarts it, pppd redials).
+            capabilities=frozenset() if held else frozenset(caps),
+            interface=(None if held and runner.facts.link_up is not False
+                       else runner.cfg.interface),
         )
 
     def sim_remote(self, name: str) -> bool | None:

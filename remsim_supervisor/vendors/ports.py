@@ -26,13 +26,20 @@ class PortRoles:
     secondary: str | None
     candidates: tuple[str, ...]  # kernel names
     never_open: tuple[str, ...]
+    #: The ports that speak AT, in the order to use them: ``at``, ``secondary``,
+    #: then the composition's other named AT candidates (``probe_at``). When
+    #: a program holds one (smsd, pppd), the next free one is used. Ports that
+    #: are only a guess (an unknown device, "any usable interface") are not
+    #: here: writing AT text to an unknown port is not a fallback.
+    at_ports: tuple[str, ...] = ()
 
 
 def assign_roles(composition: Composition | None,
                  interfaces: Iterable[PortedInterface]) -> PortRoles:
     """Which port is AT, which is second, which to probe, which never to touch.
 
-    Pure: sysfs facts in, names out. Interfaces are matched by number, or
+    Pure: sysfs facts in, names out. ``at_ports`` is the order to fall back
+    in when a port is held by another program. Interfaces are matched by number, or
     (compositions with ``at_protocols``) by vendor-class protocol; never-open
     interfaces are excluded from every role even if the data elsewhere
     disagreed. Without a composition (unknown device, or a layout that
@@ -50,6 +57,7 @@ def assign_roles(composition: Composition | None,
             at_ports[1] if len(at_ports) > 1 else None,
             at_ports,
             (),
+            at_ports,
         )
 
     never = set(composition.never_open) | {
@@ -87,9 +95,15 @@ def assign_roles(composition: Composition | None,
             candidates.append(iface.at_ports[0])
 
     never_ports = tuple(p for i in ifaces if i.number in never for p in i.at_ports)
+    named = [at_iface, secondary_iface, *(by_number.get(n) for n in composition.probe_at)]
+    speaking: list[str] = []
+    for iface in named:
+        if iface is not None and iface.at_ports[0] not in speaking:
+            speaking.append(iface.at_ports[0])
     return PortRoles(
         at_iface.at_ports[0] if at_iface else None,
         secondary_iface.at_ports[0] if secondary_iface else None,
         tuple(candidates),
         never_ports,
+        tuple(speaking),
     )

@@ -242,7 +242,7 @@ return view.extend({
 				[ _('Signal'), signalText(m.signal) ],
 				[ _('SIM'), '%s (%s)'.format(dash(sim.slot), dash(sim.state)) ],
 				[ _('Data'), '%s %s'.format(dash(m.device), dash(m.link)) ],
-				[ _('AT port'), m.at_port ]
+				[ _('AT port'), m.at_port_reason ? '%s (%s)'.format(dash(m.at_port), m.at_port_reason) : m.at_port ]
 			]),
 			E('div', { 'class': 'right' }, [ btn ])
 		]);
