@@ -49,6 +49,9 @@ class RigModem:
     emulator: ModemEmulator | None = None
     tty: str | None = None
     reset_watcher: ResetWatcher | None = None
+    #: Every AT port of the modem's layout answers (the main one and, e.g. on
+    #: an EC25, ttyUSB3), not only the main one.
+    all_at_ports: bool = False
 
     @property
     def sim_line(self) -> str:
@@ -136,15 +139,17 @@ class Rig:
             raise RuntimeError(f"fake sysfs has no AT tty for {name} at {modem.usb_path}")
         modem.tty = found.at_tty
         link = os.path.join(self.sysfs.dev_root, found.at_tty)
+        extra = [p for p in found.at_ports if p != link] if modem.all_at_ports else []
         if modem.emulator is None:
             options = {**self.emulator_options, **emulator_options}
-            modem.emulator = ModemEmulator(modem.dialect, link=link, **options)
+            modem.emulator = ModemEmulator(modem.dialect, link=link, extra_links=extra, **options)
             modem.emulator.start()
             emulator = modem.emulator
             modem.reset_watcher = ResetWatcher(
                 self.gpio, modem.reset_line, lambda: emulator.hardware_reset()
             )
         else:
+            modem.emulator.extra_links = extra
             modem.emulator.plug(new_link=link)
         return link
 
@@ -195,6 +200,9 @@ class Rig:
             k: v
             for k, v in os.environ.items()
             if not k.startswith(("MODEM1_", "MODEM2_", "IONMESH_", "OPENWRT_"))
+            # a CI runner inside a systemd service must not hand its own
+            # manager's sockets to the daemon under test
+            and k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM")
         }
         env.update(
             {

@@ -10,6 +10,13 @@ logd cut 16 bytes off any message with a space at offset 15.
 
 ``--log-stderr`` adds a plain stderr handler for running in a terminal.
 
+Under systemd, ``$JOURNAL_STREAM`` names the journal stream that stderr is
+connected to (its device and inode). There, every line goes to stderr with
+its syslog priority as a ``<N>`` prefix (journald's ``SyslogLevelPrefix``),
+without a timestamp of our own (the journal keeps one), and only there: a
+syslog copy, or a second stderr handler for ``--log-stderr``, would put each
+line in the journal twice.
+
 Identities (IMSI, ICCID, IMEI) and API keys never appear in full in a log
 line: :func:`mask` keeps only their last four characters.
 """
@@ -17,10 +24,11 @@ line: :func:`mask` keeps only their last four characters.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import syslog
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 IDENT = "remsim-supervisor"
 
@@ -80,6 +88,28 @@ class SyslogHandler(logging.Handler):
             self.handleError(record)
 
 
+def journal_stream(environ: Mapping[str, str] | None = None, fd: int = 2) -> bool:
+    """Whether ``fd`` (stderr) is the journal stream ``$JOURNAL_STREAM`` names."""
+    value = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    device, _, inode = value.partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (int(device), int(inode))
+
+
+class JournalHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """One ``<N>message`` line per line of a record, N its syslog priority."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = _SYSLOG_PRIORITY.get(record.levelno, syslog.LOG_INFO)
+        lines = super().format(record).splitlines() or [""]
+        return "\n".join(f"<{priority}>{line}" for line in lines)
+
+
 def _quiet_libraries(record: logging.LogRecord) -> bool:
     """Libraries' debug chatter (pyroute2 logs every netlink message) stays out."""
     if record.levelno >= logging.WARNING:
@@ -93,6 +123,12 @@ def setup(level: str = "info", to_stderr: bool = False, to_syslog: bool = True) 
     for old in list(root.handlers):
         root.removeHandler(old)
     root.setLevel(LEVELS.get(level, logging.INFO))
+    if (to_syslog or to_stderr) and journal_stream():
+        journal = JournalHandler(sys.stderr)
+        journal.setFormatter(logging.Formatter("%(message)s"))
+        journal.addFilter(_quiet_libraries)
+        root.addHandler(journal)
+        return
     if to_syslog:
         handler: logging.Handler = SyslogHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))

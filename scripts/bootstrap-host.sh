@@ -2,7 +2,9 @@
 # Installs the host tools the suite uses (iproute2 for network namespaces,
 # nftables so that the kernel tracks connections in the conntrack tests,
 # busybox for the init-script tests, shellcheck, promtool from prometheus for
-# the metrics check, chromium for the LuCI app's browser test, and what
+# the metrics check, chromium for the LuCI app's browser test, pppd for the
+# PPP modem's lab test, systemd's systemd-analyze and journald and libudev for
+# the Linux-host tests, and what
 # OpenWrt's userland needs to build: cmake, pkg-config, json-c and libbsd
 # headers), when they are missing.
 # Runs as root on Debian; elsewhere it only reports what is missing.
@@ -19,6 +21,11 @@ command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
 [ -e /usr/include/bsd/string.h ] || missing="$missing libbsd-dev"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+[ -x /usr/sbin/pppd ] || missing="$missing ppp"
+command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+[ -x /lib/systemd/systemd-journald ] || missing="$missing systemd"
+command -v unshare >/dev/null 2>&1 || missing="$missing util-linux"
+ls /usr/lib/*/libudev.so.1 /lib/*/libudev.so.1 >/dev/null 2>&1 || missing="$missing libudev1"
 
 [ -z "$missing" ] && exit 0
 

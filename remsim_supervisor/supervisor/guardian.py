@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 from remsim_supervisor.core.cadence import schedule_fault
 from remsim_supervisor.core.planner import Attempt, CostModel, ModemHealth, Step, Wait, plan
 from remsim_supervisor.supervisor.actions import BeatFacts, Heartbeat, ModemActions
+from remsim_supervisor.supervisor.ifcommand import restart_interface
 from remsim_supervisor.vendors import RUNG_COSTS
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ class GuardianSettings:
     heartbeat_timeout_s: float
     step_costs: tuple[tuple[str, str, float], ...] = ()
     ifup: tuple[str, ...] = ("ifup",)
+    ifdown: tuple[str, ...] = ()  # run before ifup when set (escalation.ifdown_command)
 
     @classmethod
     def from_config(cls, config: Config, ifup: Sequence[str] = ("ifup",)) -> GuardianSettings:
@@ -93,7 +95,8 @@ class GuardianSettings:
         return cls(grace_s=config.supervisor.grace_period, margin_s=esc.margin,
                    max_resets_per_hour=esc.max_resets_per_hour,
                    heartbeat_timeout_s=config.ionmesh.timeout,
-                   step_costs=tuple(esc.step_costs), ifup=tuple(ifup))
+                   step_costs=tuple(esc.step_costs), ifup=tuple(esc.ifup_command or ifup),
+                   ifdown=tuple(esc.ifdown_command or ()))
 
 
 def schedule_due(facts: BeatFacts, timeout: float) -> float:
@@ -366,31 +369,8 @@ class Guardian:
         return await action()
 
     async def _ifup(self, interface: str) -> bool:
-        argv = [*self._ifup_command(), interface]
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-            )
-        except OSError as exc:
-            log.warning("%s failed: %s", " ".join(argv), exc)
-            return False
-        try:
-            _out, err = await asyncio.wait_for(proc.communicate(), IFUP_TIMEOUT_S)
-        except TimeoutError:
-            log.warning("%s took longer than %.0f s", " ".join(argv), IFUP_TIMEOUT_S)
-            proc.kill()
-            return False
-        if proc.returncode != 0:
-            log.warning(
-                "%s exited with %s: %s",
-                " ".join(argv),
-                proc.returncode,
-                err.decode(errors="replace").strip()[:200],
-            )
-        return proc.returncode == 0
+        return await restart_interface(self.settings.ifup, self.settings.ifdown or None,
+                                       interface, IFUP_TIMEOUT_S)
 
     async def _recovered(self, step: Step, started: float) -> bool:
         """Wait, up to the step's expected time, for a heartbeat over the modem to be acked."""
