@@ -32,6 +32,7 @@ PLAN: dict[str, tuple[str, list[str], list[str] | None]] = {
     "conntrack_cutover": ("conntrack_cutover", ["--trials", "3"],
                           ["--trials", "2", "--pins", "1,10", "--background", "50"]),
     "heartbeat_real": ("heartbeat_real", ["--trials", "60"], ["--trials", "2"]),
+    "lan_failover": ("lan_failover", ["--trials", "10"], ["--trials", "1"]),
     "event_handoff": ("event_handoff", ["--trials", "50"], ["--trials", "3"]),
     "cli_status": ("cli_status", ["--trials", "20"], ["--trials", "2"]),
     "daemon_rss": ("daemon_rss", ["--trials", "5"], ["--trials", "2"]),

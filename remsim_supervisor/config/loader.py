@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from remsim_supervisor.config.lan import check as lan_check
 from remsim_supervisor.config.overrides import apply_environment
 from remsim_supervisor.config.sections import Reader, Section, raw
 from remsim_supervisor.config.types import (
@@ -28,6 +29,7 @@ from remsim_supervisor.config.types import (
     ConfigError,
     EscalationConfig,
     IonmeshConfig,
+    LanConfig,
     ModemConfig,
     NotifyConfig,
     Problem,
@@ -75,6 +77,9 @@ def parse_config(text: str, path: str, environ: Mapping[str, str] | None = None)
     escalation = EscalationConfig(**esc_values)
     _, notify_values, _ = single("notify")
     notify = NotifyConfig(**notify_values)
+    lan_section, lan_values, lan_wrong = single("lan")
+    lan = LanConfig(**lan_values)
+    lan_check(r, lan_section, lan, routing, lan_wrong)
 
     sup_section = groups["supervisor"][0] if groups["supervisor"] else None
     # One mistake, one line: a value its own check rejected stands in for
@@ -91,7 +96,7 @@ def parse_config(text: str, path: str, environ: Mapping[str, str] | None = None)
     r.problems.sort(key=lambda p: (p.file == ENVIRONMENT, p.line))
     if r.problems:
         raise ConfigError(r.problems)
-    return Config(path, supervisor, ionmesh, modems, routing, escalation, notify)
+    return Config(path, supervisor, ionmesh, modems, routing, escalation, notify, lan)
 
 
 def _check_shorter(r: Reader, kind: str, section: Section | None, option: str, value: int,

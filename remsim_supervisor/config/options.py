@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from remsim_supervisor.config import convert as cv
+from remsim_supervisor.config import hosts
+from remsim_supervisor.config.lan import options as lan_options
 from remsim_supervisor.config.types import LOG_LEVELS, MAPPING_MODES, ROLES, models
 
 
@@ -33,6 +35,7 @@ SECTIONS: dict[str, dict[str, Opt]] = {
         "data_budget_mb": Opt(cv.positive("megabytes")),
         "metrics": Opt(cv.boolean),
         "metrics_file": Opt(cv.absolute_path("/var/prometheus/remsim_supervisor.prom")),
+        "usb_monitor": Opt(cv.choice(hosts.USB_MONITORS)),
     },
     "ionmesh": {
         "url": Opt(cv.url),
@@ -76,6 +79,8 @@ SECTIONS: dict[str, dict[str, Opt]] = {
         "step_cost": Opt(cv.step_cost, attribute="step_costs", is_list=True),
         "margin": Opt(cv.integer(0, None, SECONDS)),
         "max_resets_per_hour": Opt(cv.integer(1)),
+        "ifup_command": Opt(hosts.command_template),
+        "ifdown_command": Opt(hosts.command_template),
     },
     "notify": {
         "directory": Opt(cv.absolute_path("/etc/remsim-supervisor/notify.d")),
@@ -84,5 +89,7 @@ SECTIONS: dict[str, dict[str, Opt]] = {
         "grace_threshold": Opt(cv.integer(1, None, SECONDS)),
         "timeout": Opt(cv.positive(SECONDS)),
     },
+    "lan": {name: Opt(convert, attribute, is_list)
+            for name, (convert, attribute, is_list) in lan_options().items()},
 }
-SINGLETONS = ("supervisor", "ionmesh", "routing", "escalation", "notify")
+SINGLETONS = ("supervisor", "ionmesh", "routing", "escalation", "notify", "lan")

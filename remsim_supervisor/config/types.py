@@ -149,6 +149,7 @@ class SupervisorConfig:
     data_budget_mb: float | None = None
     metrics: bool = True  # keep metrics_file current
     metrics_file: str = "/var/prometheus/remsim_supervisor.prom"
+    usb_monitor: str = "auto"  # USB events in-process: auto, udev, kernel or off
 
 
 def mask_secret(secret: str | None) -> str | None:
@@ -217,6 +218,9 @@ class EscalationConfig:
     enabled: bool = True  # 0: watch and report only, never act on a modem
     margin: int = 30
     max_resets_per_hour: int = 6
+    # the ifup step's command lines, "{interface}" replaced; None: the built-in ifup
+    ifup_command: tuple[str, ...] | None = None
+    ifdown_command: tuple[str, ...] | None = None  # run before ifup_command when set
     # (model or "*", rung, seconds): what a recovery step is expected to take
     step_costs: tuple[tuple[str, str, float], ...] = ()
 
@@ -231,6 +235,23 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
+class LanConfig:
+    """The LAN failover policy (docs/lan-failover.md): off unless ``enabled``."""
+
+    enabled: bool = False
+    uplinks: tuple[str, ...] = ()  # in order of preference: a modem's name or role, or a device
+    probes: tuple[str, ...] = ()  # "ADDRESS" (ICMP echo) or "ADDRESS:PORT" (TCP connect)
+    probe_interval: float = 5.0  # seconds between probe rounds
+    probe_timeout: float = 1.0  # seconds a probe may take
+    probe_failures: int = 2  # unanswered rounds in a row that fail an uplink (answered: back)
+    failback_hold: int = 30  # seconds a preferred uplink must stay usable before failback
+    iot_daily_cap_mb: float | None = None  # the IoT modem carries the LAN only within this
+    table: int = 241  # the LAN's table; uplink N's probe table is table + N
+    priority: int = 95  # probe rules here, main without its default at +1, the LAN's at +2
+    probe_mark: int = 0x01000000  # uplink N's probes carry probe_mark << (N - 1)
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     supervisor: SupervisorConfig
@@ -239,6 +260,7 @@ class Config:
     routing: RoutingConfig
     escalation: EscalationConfig
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    lan: LanConfig = field(default_factory=LanConfig)
 
     def modem(self, name: str) -> ModemConfig | None:
         return next((m for m in self.modems if m.name == name), None)

@@ -63,6 +63,9 @@ from remsim_supervisor.config.env import Environment
 from remsim_supervisor.supervisor.actions import HeartbeatView
 from remsim_supervisor.supervisor.guardian import Guardian, GuardianSettings
 from remsim_supervisor.supervisor.heartbeat import HeartbeatService, ModemView
+from remsim_supervisor.supervisor.hooklisten import listener_for
+from remsim_supervisor.supervisor.hostservice import HostService
+from remsim_supervisor.supervisor.lanfailover import LanFailover
 from remsim_supervisor.supervisor.lines import (
     ModemLines,
     fill_missing,
@@ -103,6 +106,8 @@ class Daemon:
         self.heartbeat = HeartbeatService(config, self._modem_views, state_dir=self.state_dir)
         self.heartbeat.on_failure = self._heartbeat_failed
         self.heartbeat.on_move = self._path_moved
+        self.lan = LanFailover(config.lan, self._modem_views, pins=lambda: (
+            p["address"] for p in self.heartbeat.keeper.pins() if p["address"]))
         self.guardian = Guardian(self.modems, HeartbeatView(self.heartbeat),
                                  self._guardian_settings(config), spawn=self._spawn_named)
         self.sims = SimSwitcher(
@@ -112,7 +117,8 @@ class Daemon:
             pin=self.pin_dynamic,
             settle_s=env.event_settle,
         )
-        self.links = LinkMonitor(self._link_changed)
+        self.links = LinkMonitor(self._link_changed, on_address=lambda name: (
+            self.heartbeat.keeper.address_event(name)))  # an IPv6 address by RA, say
         self.started = time.monotonic()
         self.hotplug_events = 0
         self._stop = asyncio.Event()
@@ -123,11 +129,18 @@ class Daemon:
         self.control = ControlServer(config.supervisor.control_socket, Handlers(
             status=self.status, modems=self.modems, reset=self.guardian.on_demand,
             event=self.sims.submit, reload=self.reload, hotplug=self.hotplug))
+        self.hooks = listener_for(env.ubus, env.ubus_socket, config.supervisor.control_socket,
+                                  on_event=self.sims.submit, on_hotplug=self.hotplug)
+        self.host = HostService(  # systemd's notifications, the in-process USB monitor
+            os.environ if environ is None else environ,
+            lambda subsystem, env: self.hotplug({"subsystem": subsystem, "env": env}),
+            self.status)
         self.notifier = Notifier(None)
         self.publisher = Publisher(
             self.status, status_file=os.path.join(self.state_dir, STATUS_FILE),
             metrics_file=None, watcher=Watcher(0), notifier=self.notifier,
             mask=mask_identifiers)
+        self.heartbeat.usage.on_record = self.publisher.poke  # an acknowledged heartbeat
         self._configure_owner_view(config)
 
     # -- lifecycle ------------------------------------------------------------
@@ -142,15 +155,19 @@ class Daemon:
             self.links.start()
         except OSError as exc:
             log.warning("no netlink link monitor (%s): modems stop at 'registered'", exc)
+        self.host.start(self.config)
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 for modem in self.config.modems:
                     self._start_modem(modem)
                 self._spawn(self._keep(self.sims.run, "osmo-remsim events"), "osmo-remsim events")
+                if self.hooks is not None:  # after the control socket: it is the fallback
+                    self._spawn(self._keep(self.hooks.run, "hook listener"), "hook listener")
                 self._spawn(self._keep(self.publisher.run, "status publisher"), "status publisher")
                 self._spawn(self._keep(self.notifier.run, "notifications"), "notifications")
                 heartbeat = self._spawn(self._keep(self.heartbeat.run, "heartbeat"), "heartbeat")
+                self._spawn(self._keep(self.lan.run, "lan failover"), "lan failover")
                 guardian = None
                 if self.config.escalation.enabled:
                     guardian = self._spawn(self._keep(self.guardian.run, "guardian"), "guardian")
@@ -159,7 +176,9 @@ class Daemon:
                                 "are watched, never reset")
                 log.info("remsim-supervisor %s running: %s", __version__,
                          ", ".join(f"{mc.name} ({mc.role})" for mc in self.config.modems))
+                self._spawn(self._keep(self.host.run, "systemd notifications"), "systemd")
                 await self._stop.wait()
+                self.host.stopping()
                 await self._stop_tasks(group, heartbeat, guardian)
         finally:
             self._group = None
@@ -197,6 +216,7 @@ class Daemon:
         self._modem_tasks.clear()
         self.modems.release_all()
         self.links.stop()
+        self.host.close()
         await self.control.close()
         self.publisher.withdraw()
         log.info("stopped")
@@ -212,7 +232,11 @@ class Daemon:
         return task
 
     def _spawn_named(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        return self._spawn(coro, name)
+        # The guardian's recovery steps: the status file shows each start and end at once.
+        task = self._spawn(coro, name)
+        self.publisher.poke()
+        task.add_done_callback(lambda _task: self.publisher.poke())
+        return task
 
     async def _keep(self, body: Callable[[], Awaitable[None]], what: str) -> None:
         """Run a long-lived task; a bug in it is logged and the task restarted, not the daemon."""
@@ -283,6 +307,8 @@ class Daemon:
         runner = self.modems.runner(modem)
         if runner is not None:
             runner.check_now()
+        self.lan.heartbeat_failed(modem)
+        self.publisher.poke()
         self.guardian.poke()
 
     def _path_moved(self) -> None:
@@ -290,13 +316,16 @@ class Daemon:
         self.guardian.poke()
 
     def _modem_changed(self) -> None:
+        self.publisher.poke()
         self.guardian.poke()
 
     def _link_changed(self, name: str, up: bool) -> None:
         log.debug("link %s %s", name, "up" if up else "down")
         self.heartbeat.links_changed(name, up)  # first: the path moves at once if it must
+        self.lan.links_changed(name, up)
         for runner in self.modems.runners.values():
             runner.link_changed(name, up)
+        self.publisher.poke()
         self.guardian.poke()
 
     def hotplug(self, request: dict[str, Any]) -> None:
@@ -334,7 +363,11 @@ class Daemon:
     async def reload(self) -> tuple[bool, str]:
         """Apply the configuration file again; one reload at a time (SIGHUP, control socket)."""
         async with self._reloading:
-            return await self._reload()
+            self.host.reloading()
+            try:
+                return await self._reload()
+            finally:
+                self.host.reloaded(self.config)
 
     async def _reload(self) -> tuple[bool, str]:
         try:
@@ -350,6 +383,7 @@ class Daemon:
         self.guardian.configure(self._guardian_settings(new))
         if new.supervisor.control_socket != old.supervisor.control_socket:
             log.warning("control_socket changes take effect at the next start")
+        self.lan.configure(new.lan)
         old_modems = {mc.name: mc for mc in old.modems}
         new_modems = {mc.name: mc for mc in new.modems}
         changed = []
@@ -426,12 +460,15 @@ class Daemon:
             "grace": self.heartbeat.grace(),
             **self.heartbeat.status(),
             "recoveries": self.guardian.status(),
+            "lan": self.lan.status(),
             "modems": [
                 self._modem_status(mc.name) for mc in self.config.modems if mc.name in runners
             ],
             "events": {
                 "hotplug": self.hotplug_events,
                 "osmo_remsim": self.sims.status(),
+                "uevents": self.host.uevent_status(),
+                "ubus": self.hooks.status() if self.hooks is not None else None,
             },
         }
 

@@ -44,6 +44,26 @@ def _signal(signal: dict[str, Any]) -> str:
     return ", ".join(parts) or "-"
 
 
+def _lan(lan: dict[str, Any]) -> list[str]:
+    """The LAN failover's line(s); none when the policy is off."""
+    if not lan.get("enabled"):
+        return []
+    if lan.get("state") == "left to mwan3":
+        return [f"lan       left to mwan3 ({lan.get('mwan3')})"]
+    active = lan.get("active")
+    head = (f"lan       via {active} ({lan.get('device') or '-'}): {lan.get('reason')}"
+            if active else f"lan       main table: {lan.get('reason')}")
+    lines = [head]
+    if lan.get("failback_to"):
+        lines.append(f"          failback to {lan['failback_to']} in "
+                     f"{lan.get('failback_in_s')} s")
+    for u in lan.get("uplinks", []):
+        cap = (f"; {u.get('used_today_mb')} of {u.get('cap_mb')} MB today"
+               if u.get("cap_mb") else "")
+        lines.append(f"          {u.get('name')}: {u.get('problem') or 'usable'}{cap}")
+    return lines
+
+
 def render(status: dict[str, Any]) -> str:
     lines = [
         f"remsim-supervisor {status.get('version', '?')}, pid {status.get('pid', '?')}, "
@@ -93,6 +113,7 @@ def render(status: dict[str, Any]) -> str:
             f"routes    table {routes.get('table')}, pref {routes.get('priority')}: "
             f"{pinned or 'nothing pinned'}"
         )
+    lines.extend(_lan(status.get("lan") or {}))
     lines.append("")
     lines.append(
         f"{'modem':<10} {'role':<8} {'model':<8} {'state':<11} {'reg':<9} "
@@ -115,6 +136,9 @@ def render(status: dict[str, Any]) -> str:
                (("imei", "IMEI"), ("imsi", "IMSI"), ("iccid", "ICCID")) if identity.get(key)]
         if ids:
             lines.append(f"{'':<10} {', '.join(ids)}")
+        if m.get("at_port_reason"):
+            what = "AT ports held" if m.get("at_ports_held") else "AT port not the main one"
+            lines.append(f"{'':<10} {what}: {m['at_port_reason']}")
         if m.get("at_dropped_bytes"):
             lines.append(f"{'':<10} AT port flooding: {m['at_dropped_bytes']} bytes dropped")
     recoveries = status.get("recoveries") or []
