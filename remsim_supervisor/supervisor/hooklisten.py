@@ -44,6 +44,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from remsim_supervisor.adapters.portlock import pid_alive
 from remsim_supervisor.core.hookwire import (
     HOOK_EVENT,
     MAX_LINE,
@@ -302,7 +303,7 @@ class HookListener:
         if len(pids) != 2 or not all(p.isdigit() for p in pids):
             return
         daemon, child = (int(p) for p in pids)
-        if daemon == os.getpid() or _alive(daemon):
+        if daemon == os.getpid() or pid_alive(daemon):
             return
         try:
             with open(f"/proc/{child}/cmdline", "rb") as f:
@@ -317,16 +318,6 @@ class HookListener:
     def status(self) -> dict[str, Any]:
         return {"ready": self.ready, "starts": self.starts, "malformed": self.malformed,
                 **{f"received_{k}": v for k, v in self.received.items()}}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def listener_for(ubus: str | None, socket: str | None, control_socket: str, *,
