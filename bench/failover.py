@@ -38,146 +38,19 @@ import json
 import os
 import re
 import socket
-import struct
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib
 from benchlib import Figure
+from nlwatch import RTM_NEWLINK, RTM_NEWROUTE, Listener, Message
 
-NETLINK_ROUTE = 0
-RTMGRP_LINK, RTMGRP_IPV4_ROUTE, RTMGRP_IPV4_RULE = 0x1, 0x40, 0x80
-RTM_NEWLINK, RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWRULE, RTM_DELRULE = 16, 24, 25, 32, 33
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-SCM_TIMESTAMPNS = SO_TIMESTAMPNS
-IFF_UP = 0x1
-RTA_OIF, RTA_PRIORITY, RTA_TABLE = 4, 6, 15
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE = 0x1, 0x4, 0x400, 0x100
-NLMSGHDR = struct.Struct("=LHHLL")
-IFINFOMSG = struct.Struct("=BxHiII")
-RTMSG = struct.Struct("=BBBBBBBBI")
-RTATTR = struct.Struct("=HH")
 TABLE, SCRATCH = 240, 241
 PRIMARY_ADDR = "10.251.1.2"
-
-
-def _attrs(data: bytes, start: int, end: int) -> dict[int, bytes]:
-    out = {}
-    while start + RTATTR.size <= end:
-        length, kind = RTATTR.unpack_from(data, start)
-        if length < RTATTR.size:
-            break
-        out[kind & 0x3FFF] = data[start + RTATTR.size:start + length]
-        start += (length + 3) & ~3
-    return out
-
-
-@dataclass
-class Message:
-    kernel: float  # SO_TIMESTAMPNS, CLOCK_REALTIME seconds
-    user: float  # time.time() when this process read it
-    kind: int
-    index: int = 0  # link: ifindex; route: oif
-    up: bool = False
-    table: int = 0
-    metric: int = 0
-
-
-class Listener:
-    """The timestamped netlink listener, and the reference reactor on the same thread."""
-
-    def __init__(self, netns: str, ifindex: dict[str, int], gateway: str) -> None:
-        from remsim_lab.network import call_in_netns
-
-        def make() -> socket.socket:
-            s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            s.bind((0, RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV4_RULE))
-            return s
-
-        self.sock = call_in_netns(netns, make)
-        self.cmd = call_in_netns(netns, lambda: socket.socket(
-            socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE))
-        self.cmd.bind((0, 0))
-        self.ifindex = ifindex
-        self.gateway = socket.inet_aton(gateway)
-        self.messages: list[Message] = []
-        self.lock = threading.Lock()
-        self.react = False  # armed per trial: answer the next link-down of wwan1
-        self._stop = False
-        self.thread = threading.Thread(target=self._loop, name="netlink listener", daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self._stop = True
-        self.thread.join(timeout=2)
-        self.sock.close()
-        self.cmd.close()
-
-    def _reference_route(self) -> None:
-        """``ip route replace default via GW dev wwan0 table 241``, by hand, at once."""
-        body = RTMSG.pack(socket.AF_INET, 0, 0, 0, SCRATCH, 4, 0, 1, 0)  # boot, universe, unicast
-        body += RTATTR.pack(8, 5) + self.gateway  # RTA_GATEWAY
-        body += RTATTR.pack(8, RTA_OIF) + struct.pack("=I", self.ifindex["wwan0"])
-        flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
-        self.cmd.send(NLMSGHDR.pack(NLMSGHDR.size + len(body), RTM_NEWROUTE, flags, 1, 0) + body)
-
-    def _loop(self) -> None:
-        self.sock.settimeout(0.2)
-        while not self._stop:
-            try:
-                data, ancdata, _flags, _addr = self.sock.recvmsg(1 << 16, 64)
-            except TimeoutError:
-                continue
-            except OSError:
-                if self._stop:
-                    return
-                raise
-            user = time.time()
-            kernel = user
-            for level, kind, payload in ancdata:
-                if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS:
-                    sec, nsec = struct.unpack("=qq", payload[:16])
-                    kernel = sec + nsec / 1e9
-            pos = 0
-            while pos + NLMSGHDR.size <= len(data):
-                length, kind, _f, _seq, _pid = NLMSGHDR.unpack_from(data, pos)
-                if length < NLMSGHDR.size:
-                    break
-                body = pos + NLMSGHDR.size
-                msg = Message(kernel, user, kind)
-                if kind == RTM_NEWLINK:
-                    _fam, _type, index, flags, _change = IFINFOMSG.unpack_from(data, body)
-                    msg.index, msg.up = index, bool(flags & IFF_UP)
-                    if self.react and index == self.ifindex["wwan1"] and not msg.up:
-                        self.react = False
-                        self._reference_route()
-                elif kind in (RTM_NEWROUTE, RTM_DELROUTE):
-                    rt = RTMSG.unpack_from(data, body)
-                    attrs = _attrs(data, body + RTMSG.size, pos + length)
-                    msg.table = struct.unpack("=I", attrs[RTA_TABLE])[0] if RTA_TABLE in attrs \
-                        else rt[4]
-                    msg.index = struct.unpack("=I", attrs[RTA_OIF])[0] if RTA_OIF in attrs else 0
-                    msg.metric = (struct.unpack("=I", attrs[RTA_PRIORITY])[0]
-                                  if RTA_PRIORITY in attrs else 0)
-                with self.lock:
-                    self.messages.append(msg)
-                pos += (length + 3) & ~3
-
-    def since(self, n: int) -> list[Message]:
-        with self.lock:
-            return self.messages[n:]
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.messages)
 
 
 def table_routes(net: Any, table: int) -> list[dict[str, Any]]:
@@ -291,7 +164,8 @@ def main() -> int:
                            "table inet rsbench_ct {\n chain out {\n"
                            "  type filter hook output priority 0;\n"
                            "  ct state new counter\n }\n}\n"))
-        listener = Listener(net.router, ifindex, gw_primary)
+        listener = Listener(net.router, watch=ifindex["wwan1"], oif=ifindex["wwan0"],
+                            gateway=gw_primary, reference=SCRATCH)
         try:
             for _trial in range(args.trials):
                 # 1. on the IoT path and quiet

@@ -37,138 +37,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import struct
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib
 from benchlib import Figure
+from nlwatch import IFF_LOWER_UP, RTM_NEWLINK, RTM_NEWROUTE, Listener, Message
 
-NETLINK_ROUTE = 0
-RTMGRP_LINK, RTMGRP_IPV4_ROUTE = 0x1, 0x40
-RTM_NEWLINK, RTM_NEWROUTE = 16, 24
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-IFF_LOWER_UP = 0x10000
-RTA_GATEWAY, RTA_OIF, RTA_TABLE = 5, 4, 15
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE = 0x1, 0x4, 0x400, 0x100
-NLMSGHDR = struct.Struct("=LHHLL")
-IFINFOMSG = struct.Struct("=BxHiII")
-RTMSG = struct.Struct("=BBBBBBBBI")
-RTATTR = struct.Struct("=HH")
 LAN_TABLE, REFERENCE = 230, 229
 TIMEOUT = 0.5
-
-
-@dataclass
-class Message:
-    kernel: float
-    kind: int
-    index: int = 0
-    lower_up: bool = True
-    table: int = 0
-
-
-def _attrs(data: bytes, start: int, end: int) -> dict[int, bytes]:
-    out = {}
-    while start + RTATTR.size <= end:
-        length, kind = RTATTR.unpack_from(data, start)
-        if length < RTATTR.size:
-            break
-        out[kind & 0x3FFF] = data[start + RTATTR.size:start + length]
-        start += (length + 3) & ~3
-    return out
-
-
-class Listener:
-    """Kernel-timestamped link and route messages, and the reference reactor."""
-
-    def __init__(self, netns: str, watch: int, oif: int, gateway: str) -> None:
-        from remsim_lab.network import call_in_netns
-
-        def make() -> socket.socket:
-            s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            s.bind((0, RTMGRP_LINK | RTMGRP_IPV4_ROUTE))
-            return s
-
-        self.sock = call_in_netns(netns, make)
-        self.cmd = call_in_netns(netns, lambda: socket.socket(
-            socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE))
-        self.cmd.bind((0, 0))
-        self.watch, self.oif, self.gateway = watch, oif, socket.inet_aton(gateway)
-        self.messages: list[Message] = []
-        self.lock = threading.Lock()
-        self.react = False
-        self._stop = False
-        self.thread = threading.Thread(target=self._loop, name="netlink listener", daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self._stop = True
-        self.thread.join(timeout=2)
-        self.sock.close()
-        self.cmd.close()
-
-    def _reference_route(self) -> None:
-        body = RTMSG.pack(socket.AF_INET, 0, 0, 0, REFERENCE, 4, 0, 1, 0)
-        body += RTATTR.pack(8, RTA_GATEWAY) + self.gateway
-        body += RTATTR.pack(8, RTA_OIF) + struct.pack("=I", self.oif)
-        flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
-        self.cmd.send(NLMSGHDR.pack(NLMSGHDR.size + len(body), RTM_NEWROUTE, flags, 1, 0) + body)
-
-    def _loop(self) -> None:
-        self.sock.settimeout(0.2)
-        while not self._stop:
-            try:
-                data, ancdata, _flags, _addr = self.sock.recvmsg(1 << 16, 64)
-            except TimeoutError:
-                continue
-            except OSError:
-                if self._stop:
-                    return
-                raise
-            kernel = time.time()
-            for level, kind, payload in ancdata:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                    sec, nsec = struct.unpack("=qq", payload[:16])
-                    kernel = sec + nsec / 1e9
-            pos = 0
-            while pos + NLMSGHDR.size <= len(data):
-                length, kind, _f, _seq, _pid = NLMSGHDR.unpack_from(data, pos)
-                if length < NLMSGHDR.size:
-                    break
-                body = pos + NLMSGHDR.size
-                msg = Message(kernel, kind)
-                if kind == RTM_NEWLINK:
-                    _fam, _type, index, flags, _change = IFINFOMSG.unpack_from(data, body)
-                    msg.index, msg.lower_up = index, bool(flags & IFF_LOWER_UP)
-                    if self.react and index == self.watch and not msg.lower_up:
-                        self.react = False
-                        self._reference_route()
-                elif kind == RTM_NEWROUTE:
-                    rt = RTMSG.unpack_from(data, body)
-                    attrs = _attrs(data, body + RTMSG.size, pos + length)
-                    msg.table = struct.unpack("=I", attrs[RTA_TABLE])[0] if RTA_TABLE in attrs \
-                        else rt[4]
-                    msg.index = struct.unpack("=I", attrs[RTA_OIF])[0] if RTA_OIF in attrs else 0
-                with self.lock:
-                    self.messages.append(msg)
-                pos += (length + 3) & ~3
-
-    def since(self, n: int) -> list[Message]:
-        with self.lock:
-            return self.messages[n:]
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.messages)
 
 
 def lan_config(interval: float) -> str:
@@ -207,8 +87,9 @@ def main() -> int:
                 rig.start_daemon(netns=net.router)
                 links = json.loads(net.ip(net.router, "-j", "link", "show"))
                 index = {x["ifname"]: x["ifindex"] for x in links}
-                listener = Listener(net.router, index["eth1"], index["wwan0"],
-                                    net.carriers["primary"].gateway)
+                listener = Listener(net.router, watch=index["eth1"], oif=index["wwan0"],
+                                    gateway=net.carriers["primary"].gateway,
+                                    reference=REFERENCE, down=IFF_LOWER_UP)
 
                 def on(device: str) -> bool:
                     return f"dev {device}" in " ".join(net.table(LAN_TABLE))
